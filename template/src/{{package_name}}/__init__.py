@@ -1,0 +1,1 @@
+"""The service package; the app factory is ``main.create_app``."""

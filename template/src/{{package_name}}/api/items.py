@@ -1,0 +1,42 @@
+"""The items resource: create, read, and list as a plain array."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from ..deps import StoreDep
+from ..problems import ProblemError
+from ..schemas import Item, ItemCreate
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items on one page")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+
+router = APIRouter(tags=["items"])
+listing = APIRouter(tags=["items"])
+
+
+@router.post("/items", status_code=status.HTTP_201_CREATED)
+async def create_item(body: ItemCreate, store: StoreDep) -> Item:
+    """Create an item; the service assigns its id."""
+    return await store.add(body.name)
+
+
+@router.get("/items/{item_id}")
+async def read_item(item_id: int, store: StoreDep) -> Item:
+    """Return one item, or a 404 problem."""
+    item = await store.get(item_id)
+    if item is None:
+        raise ProblemError(status.HTTP_404_NOT_FOUND, f"No item has id {item_id}.")
+    return item
+
+
+@listing.get("/items")
+async def list_items(
+    store: StoreDep,
+    response: Response,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[Item]:
+    """List items in id order; ``X-Total-Count`` says how many there are."""
+    response.headers["X-Total-Count"] = str(await store.count())
+    return await store.page(limit=limit, offset=offset)

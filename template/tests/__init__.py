@@ -1,0 +1,1 @@
+"""Tests of the service, run in process against its own database."""

@@ -1,0 +1,97 @@
+"""Run pytest sessions in forked children of one warm interpreter.
+
+Importing FastAPI, pydantic, SQLAlchemy and friends costs about two seconds,
+far more than the rendered service's own tests take. This server pays that
+once: it imports them, then forks a child for each request, which changes
+into the rendered tree and runs ``pytest`` there as if from its shell. The
+child imports the rendered package itself afresh, so nothing of one tree
+leaks into another.
+
+Protocol: one JSON object per line on stdin, ``{"cwd", "args", "env", "log"}``;
+one line back on stdout per request, ``{"code": <pytest exit code>}``.
+"""
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+import traceback
+
+WARM = [
+    "pytest",
+    "_pytest.python_api",
+    "anyio",
+    "fastapi",
+    "pydantic",
+    "pydantic_settings",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "sqlalchemy",
+    "sqlalchemy.ext.asyncio",
+    "sqlalchemy.dialects.postgresql.asyncpg",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+    "aiosqlite",
+    "asyncpg",
+    "alembic.command",
+    "alembic.config",
+    "tenacity",
+    "prometheus_client",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.instrumentation.fastapi",
+    "opentelemetry.instrumentation.httpx",
+]
+
+
+def warm_up() -> None:
+    """Import what every rendered test session imports anyway."""
+    for name in WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def run(request: dict[str, object]) -> int:
+    """Fork a child that runs one pytest session; return its exit code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            log = os.open(str(request["log"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.chdir(str(request["cwd"]))
+            os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[arg-type]
+            sys.path.insert(0, os.getcwd())
+            import pytest
+
+            # Plugins such as anyio's were imported above, before pytest could
+            # mark them for assertion rewriting; that warning is this server's
+            # doing, not the rendered service's, so it alone is silenced.
+            args = [str(arg) for arg in request["args"]]  # type: ignore[union-attr]
+            args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+            code = int(pytest.main(args))
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    """Serve requests until stdin closes."""
+    warm_up()
+    out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if line.strip():
+            out.write(json.dumps({"code": run(json.loads(line))}) + "\n")
+            out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The flag matrix: every combination, how to render it, and how to check it.
+
+Used by the suite (``test_matrix.py``) and, for one combination at a time, from
+the shell::
+
+    python tests/matrix.py client-health-v-trace-auth-metrics-sqlite
+    python tests/matrix.py --keep /tmp/out database=none metrics=false
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Feature flags in questionnaire order, with the short names test ids use.
+FLAGS = {
+    "http_client": "client",
+    "health_checks": "health",
+    "api_versioning": "v",
+    "request_tracing": "trace",
+    "opentelemetry": "otel",
+    "service_auth": "auth",
+    "metrics": "metrics",
+}
+DATABASES = {"none": "nodb", "sqlite": "sqlite", "postgresql": "pg"}
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True, order=True)
+class Combo:
+    """One combination of the feature flags and the database."""
+
+    database: str
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def id(self) -> str:
+        """A test id that names the flags: ``client-health-v-trace-auth-metrics-pg``."""
+        names = [short for flag, short in FLAGS.items() if flag in self.flags] or ["bare"]
+        return "-".join([*names, DATABASES[self.database]])
+
+    @property
+    def data(self) -> dict[str, object]:
+        """The answers to give copier."""
+        return {flag: flag in self.flags for flag in FLAGS} | {"database": self.database}
+
+    @classmethod
+    def from_id(cls, combo_id: str) -> Combo:
+        """Parse an id made by `id`."""
+        *names, db = combo_id.split("-")
+        by_short = {short: flag for flag, short in FLAGS.items()}
+        by_db = {short: name for name, short in DATABASES.items()}
+        flags = frozenset(by_short[name] for name in names if name != "bare")
+        return cls(database=by_db[db], flags=flags)
+
+
+def all_combos() -> list[Combo]:
+    """Every combination: each flag on and off (``opentelemetry`` only with
+    ``request_tracing``), times each database."""
+    combos = []
+    for values in itertools.product([False, True], repeat=len(FLAGS)):
+        flags = frozenset(flag for flag, on in zip(FLAGS, values, strict=True) if on)
+        if "opentelemetry" in flags and "request_tracing" not in flags:
+            continue
+        combos.extend(Combo(database, flags) for database in DATABASES)
+    return sorted(combos, key=lambda combo: combo.id)
+
+
+def snapshot(dst: Path, repo: Path = REPO) -> Path:
+    """Copy the template's working tree (tracked and new files, not ignored
+    ones) to ``dst``, without ``.git``.
+
+    Copier renders the latest tag of a git repository; a plain folder is
+    rendered as it is, so the suite checks the work in progress, and no
+    temporary commit ends up in ``.copier-answers.yml``.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = repo / name
+        if source.is_file():
+            target = dst / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dst
+
+
+def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
+    """Render ``template`` into ``dst`` with ``data``, without running tasks."""
+    from copier import run_copy
+
+    run_copy(
+        str(template),
+        dst,
+        data=dict(data),
+        defaults=True,
+        unsafe=True,
+        quiet=True,
+        skip_tasks=True,
+    )
+    return dst
+
+
+@dataclass
+class Failure:
+    """A check that failed on a rendered tree, with what it printed."""
+
+    check: str
+    output: str
+
+    def __str__(self) -> str:
+        """The check's name, then its output."""
+        return f"--- {self.check} failed:\n{self.output}"
+
+
+def _run(check: str, args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> Failure | None:
+    result = subprocess.run(
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if result.returncode == 0:
+        return None
+    return Failure(check, result.stdout + result.stderr)
+
+
+def static_checks(tree: Path) -> Iterator[Failure]:
+    """Run ruff's linter and formatter check, then ``mypy --strict``."""
+    yield from filter(
+        None,
+        [
+            _run("ruff check", [str(BIN / "ruff"), "check", "--no-cache", "."], tree),
+            _run("ruff format", [str(BIN / "ruff"), "format", "--check", "--no-cache", "."], tree),
+        ],
+    )
+    cache = os.environ.get("MATRIX_MYPY_CACHE", str(Path(tempfile.gettempdir()) / "matrix-mypy-cache"))
+    mypy = _run("mypy", [str(BIN / "mypy"), "--cache-dir", cache], tree)
+    if mypy:
+        yield mypy
+
+
+def test_env(combo: Combo, postgres_url: str | None) -> dict[str, str]:
+    """What the rendered tests need from their environment."""
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    if combo.database == "postgresql" and postgres_url:
+        env["DATABASE_URL"] = postgres_url
+    return env
+
+
+PYTEST_ARGS = ["-q", "-W", "error", "-p", "no:cacheprovider"]
+
+
+class ForkServer:
+    """A warm interpreter that runs pytest sessions in forked children."""
+
+    def __init__(self) -> None:
+        """Start the server and wait until its imports are done."""
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("forkserver.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._read()
+
+    def _read(self) -> dict[str, object]:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            msg = "the fork server stopped"
+            raise RuntimeError(msg)
+        return dict(json.loads(line))
+
+    def pytest(self, tree: Path, env: Mapping[str, str]) -> Failure | None:
+        """Run the tree's own tests; a failure carries pytest's output."""
+        log = tree.parent / f"{tree.name}.pytest.log"
+        assert self._process.stdin is not None
+        request = {"cwd": str(tree), "args": PYTEST_ARGS, "env": dict(env), "log": str(log)}
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        code = self._read()["code"]
+        if code == 0:
+            return None
+        return Failure(f"pytest (exit {code})", log.read_text())
+
+    def close(self) -> None:
+        """Stop the server."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
+
+
+def main() -> int:
+    """Render one combination and run every check on it."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("combo", nargs="*", help="a combination id, or answers as NAME=VALUE")
+    parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
+    args = parser.parse_args()
+    data: dict[str, object] = {}
+    combo = Combo("sqlite", frozenset(flag for flag in FLAGS if flag != "opentelemetry"))
+    for item in args.combo:
+        if "=" in item:
+            key, value = item.split("=", 1)
+            data[key] = {"true": True, "false": False}.get(value.lower(), value)
+        else:
+            combo = Combo.from_id(item)
+    data = combo.data | data
+    work = Path(tempfile.mkdtemp(prefix="matrix-"))
+    tree = args.keep or work / "service"
+    if tree.exists():
+        shutil.rmtree(tree)
+    render(snapshot(work / "template"), tree, data)
+    print(f"rendered {data} into {tree}")
+    failures = list(static_checks(tree))
+    server = ForkServer()
+    try:
+        postgres = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+        env = test_env(Combo(str(data["database"])), postgres)
+        failures.extend(filter(None, [server.pytest(tree, env)]))
+    finally:
+        server.close()
+    for failure in failures:
+        print(failure)
+    print("all checks passed" if not failures else f"{len(failures)} check(s) failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -109,6 +109,7 @@ def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
     """Render ``template`` into ``dst`` with ``data``, without running tasks."""
     from copier import run_copy
 
+    _speed_up_copier()
     run_copy(
         str(template),
         dst,
@@ -119,6 +120,42 @@ def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
         skip_tasks=True,
     )
     return dst
+
+
+_JINJA_CODE: dict[tuple[object, ...], object] = {}
+
+
+def _speed_up_copier() -> None:
+    """Make repeated renders in one process cheap; what is rendered stays the same.
+
+    - Copier compiles every Jinja string afresh (the questionnaire's defaults
+      and validators, every path and file): about half of a render. Compiled
+      code depends only on the source and the environment's syntax options,
+      so it is kept per source here.
+    - After writing each file copier asks git for ``core.fileMode`` of the
+      destination, a subprocess per file, to fix the git index of a
+      destination that is a git repository. The matrix renders into fresh
+      folders outside git, where that is a no-op, so it is skipped.
+    """
+    import jinja2
+    from copier._main import Worker
+
+    if getattr(jinja2.Environment.compile, "_matrix_cached", False):
+        return
+    compile_uncached = jinja2.Environment.compile
+
+    def compile_cached(self, source, name=None, filename=None, raw=False, defer_init=False):  # type: ignore[no-untyped-def]
+        if not isinstance(source, str):
+            return compile_uncached(self, source, name, filename, raw, defer_init)
+        key = (type(self), source, name, filename, raw, defer_init, self.trim_blocks, self.lstrip_blocks,
+               self.keep_trailing_newline, self.block_start_string, self.variable_start_string)
+        if key not in _JINJA_CODE:
+            _JINJA_CODE[key] = compile_uncached(self, source, name, filename, raw, defer_init)
+        return _JINJA_CODE[key]
+
+    compile_cached._matrix_cached = True  # type: ignore[attr-defined]
+    jinja2.Environment.compile = compile_cached  # type: ignore[method-assign]
+    Worker._sync_git_index_executable_bit = lambda *_: None  # type: ignore[method-assign]
 
 
 @dataclass
@@ -264,7 +301,9 @@ class ForkServer:
         request = {"cwd": str(tree), "args": PYTEST_ARGS, "env": dict(env), "log": str(log)}
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
-        code = self._read()["code"]
+        result = self._read()
+        self.cpu = float(result["cpu"])  # type: ignore[arg-type]
+        code = result["code"]
         if code == 0:
             return None
         return Failure(f"pytest (exit {code})", log.read_text())

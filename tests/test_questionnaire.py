@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pexpect
 import pytest
 import yaml
 from copier import run_copy
@@ -163,3 +164,28 @@ def test_every_contract_question_is_in_the_matrix() -> None:
     config = yaml.safe_load((matrix.REPO / "copier.yml").read_text())
     bools = {name for name, q in config.items() if isinstance(q, dict) and q.get("type") == "bool" and q.get("when") is not False}
     assert bools == set(matrix.FLAGS)
+
+
+def test_bad_answer_is_refused_at_the_prompt(template: Path, tmp_path: Path) -> None:
+    """Typed at copier's interactive prompt, a bad port is refused with the rule, and the prompt stays."""
+    dst = tmp_path / "service"
+    child = pexpect.spawn(
+        str(matrix.BIN / "copier"),
+        ["copy", "--trust", str(template), str(dst)],
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 200),
+    )
+    try:
+        for help_text in ["Human-readable name", "Short name used", "Python import name", "One sentence", "Lowest Python version"]:
+            child.expect(help_text)
+            child.send("\r")  # keep the default
+        child.expect("TCP port")
+        child.send("\x7f" * 8 + "80\r")  # erase the default, type 80
+        child.expect(r"The port must be an integer from 1024 to 65535 \(got 80\)")
+        child.send("\x7f" * 8 + "8080\r")  # the prompt is still there and takes a good answer
+        child.expect("Resilient outbound HTTP client")
+    finally:
+        child.sendcontrol("c")
+        child.expect(pexpect.EOF)
+    assert not dst.exists()

@@ -10,13 +10,17 @@ the shell::
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.metadata
 import itertools
 import json
+import re
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +147,69 @@ def _run(check: str, args: list[str], cwd: Path, env: Mapping[str, str] | None =
     return Failure(check, result.stdout + result.stderr)
 
 
+JINJA_MARKERS = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
+# Imported under another name than they are installed, or loaded by URL.
+DRIVERS = {"aiosqlite", "asyncpg"}
+
+
+def content_checks(tree: Path) -> Iterator[Failure]:
+    """What no linter sees: Jinja debris, empty files, undeclared or unused dependencies."""
+    problems: list[str] = []
+    for path in sorted(p for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts):
+        name = path.relative_to(tree)
+        text = path.read_text(errors="replace")
+        if JINJA_MARKERS.search(text):
+            problems.append(f"{name}: Jinja left over: {JINJA_MARKERS.search(text)[0]!r}")
+        if not text.strip():
+            problems.append(f"{name}: empty file")
+        elif path.suffix == ".py" and not ast.parse(text).body:
+            problems.append(f"{name}: a module with nothing in it")
+    problems.extend(dependency_problems(tree))
+    if problems:
+        yield Failure("content", "\n".join(problems))
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(requirement: str) -> str:
+    return _canonical(re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0])
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str, int]]:
+    """(line, module, level) for every import in a Python file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, 0
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, node.module or "", node.level
+
+
+def dependency_problems(tree: Path) -> Iterator[str]:
+    """Every library a file imports is declared, and every runtime one is imported."""
+    project = tomllib.loads((tree / "pyproject.toml").read_text())
+    runtime = {_requirement_name(r) for r in project["project"]["dependencies"]}
+    dev = {_requirement_name(r) for r in project.get("dependency-groups", {}).get("dev", [])}
+    distributions = importlib.metadata.packages_distributions()
+    packages = {p.name for p in (tree / "src").iterdir() if p.is_dir()}
+    used: set[str] = set()
+    for path in sorted(tree.rglob("*.py")):
+        name = path.relative_to(tree)
+        allowed = runtime | dev if name.parts[0] == "tests" else runtime
+        for line, module, level in _imports(path):
+            top = module.split(".")[0]
+            if level or top in sys.stdlib_module_names or top in packages or top in {"tests", "__future__"}:
+                continue
+            dists = {_canonical(d) for d in distributions.get(top, [top])}
+            used |= dists
+            if not dists & allowed:
+                yield f"{name}:{line}: imports {top!r}, which pyproject.toml does not declare"
+    for requirement in sorted(runtime - used - DRIVERS):
+        yield f"pyproject.toml: depends on {requirement!r}, which no module imports"
+
+
 def static_checks(tree: Path) -> Iterator[Failure]:
     """Run ruff's linter and formatter check, then ``mypy --strict``."""
     yield from filter(
@@ -230,7 +297,7 @@ def main() -> int:
         shutil.rmtree(tree)
     render(snapshot(work / "template"), tree, data)
     print(f"rendered {data} into {tree}")
-    failures = list(static_checks(tree))
+    failures = [*content_checks(tree), *static_checks(tree)]
     server = ForkServer()
     try:
         postgres = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)

@@ -124,7 +124,7 @@ class _DeptryServer:
                 yield matrix.Failure(
                     "deptry",
                     "\n".join(
-                        f"{Path(v['location']['file']).relative_to(tree.resolve())}:{v['location']['line']}: "
+                        f"{v['location']['file']}:{v['location']['line']}: "
                         f"{v['error']['code']} {v['error']['message']}"
                         for v in violations
                     ),

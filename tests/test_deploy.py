@@ -26,12 +26,6 @@ COMBOS = [
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The working tree of the template, as the suite renders it."""
-    return matrix.snapshot(tmp_path_factory.mktemp("template"))
-
-
-@pytest.fixture(scope="module")
 def rendered(template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each combination of `COMBOS`, rendered once for the module."""
     root = tmp_path_factory.mktemp("rendered")
@@ -120,7 +114,7 @@ BREAKAGES = [
         "bare-nodb",
         "compose.yaml",
         "    build: .",
-        "    build: .\n    restart: sometimes",
+        "    build: .\n    restart_policy: always",
         ["vendor.compose-spec"],
         id="compose-schema",
     ),

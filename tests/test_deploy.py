@@ -192,3 +192,22 @@ def test_validators_agree_with_their_command_lines_offline(rendered: dict[str, P
     for command in commands:
         result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_answers_flow_into_the_deployment(template: Path, tmp_path: Path) -> None:
+    """Another port, Python version and set of upstreams reach the image, Compose, Kubernetes and CI."""
+    combo = matrix.Combo.from_id("client-health-auth-sqlite")
+    answers = {"port": 9000, "python_version": "3.12", "upstream_services": "user-service, billing"}
+    tree = matrix.render(template, tmp_path / "service", combo.data | answers)
+    assert [str(failure) for failure in deploy_checks(tree, combo)] == []
+    dockerfile = (tree / "Dockerfile").read_text()
+    assert "FROM python:3.12-slim\n" in dockerfile
+    assert "EXPOSE 9000\n" in dockerfile
+    assert "containerPort: 9000" in (tree / "deploy" / "k8s" / "deployment.yaml").read_text()
+    config = (tree / "deploy" / "k8s" / "configmap.yaml").read_text()
+    assert "BILLING_URL: http://billing\n" in config
+    assert "USER_SERVICE_URL: http://user-service\n" in config
+    compose = (tree / "compose.yaml").read_text()
+    assert "BILLING_URL: http://billing:8000" in compose
+    assert "\n  billing:\n" in compose
+    assert 'python-version: ["3.12", "3.13"]' in (tree / ".github" / "workflows" / "ci.yml").read_text()

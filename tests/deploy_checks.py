@@ -62,12 +62,15 @@ def deploy_checks(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
         text=True,
     )
     deptry = _deptry_server().start(tree)
-    yield from _yamllint(tree)
-    yield from _kubernetes_validate(tree)
-    yield from _json_schemas(tree)
-    yield from _pre_commit(tree)
-    yield from _contents(tree, combo)
-    output, _ = hadolint.communicate()
+    try:
+        yield from _yamllint(tree)
+        yield from _kubernetes_validate(tree)
+        yield from _json_schemas(tree)
+        yield from _pre_commit(tree)
+        yield from _contents(tree, combo)
+    finally:
+        # Also when the caller stops at the first failure: no process is left.
+        output, _ = hadolint.communicate()
     if hadolint.returncode:
         yield matrix.Failure("hadolint", output)
     yield from deptry()
@@ -82,16 +85,21 @@ def deploy_checks(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
 # default excludes, such as tests/, against paths relative to the folder it
 # runs in), and answers with the violations of its JSON report.
 _DEPTRY_SERVER = """
-import contextlib, json, os, sys
+import contextlib, json, os, sys, traceback
 from deptry.cli import cli
 for line in sys.stdin:
-    os.chdir(line.strip())
-    with contextlib.suppress(SystemExit):
-        cli.main([".", "--no-ansi", "--json-output", ".deptry.json"], standalone_mode=False)
-    with open(".deptry.json") as report:
-        violations = json.load(report)
-    os.remove(".deptry.json")
-    print(json.dumps(violations), flush=True)
+    tree = line.strip()
+    report = os.path.join(tree, ".deptry.json")
+    try:
+        os.chdir(tree)
+        with contextlib.suppress(SystemExit):
+            cli.main([".", "--no-ansi", "--json-output", report], standalone_mode=False)
+        with open(report) as file:
+            answer = {"violations": json.load(file)}
+        os.remove(report)
+    except Exception:
+        answer = {"error": traceback.format_exc()}
+    print(json.dumps({"tree": tree, **answer}), flush=True)
 """
 
 
@@ -110,16 +118,24 @@ class _DeptryServer:
         """Send ``tree``; the function returned waits for the verdict."""
         assert self._process.stdin is not None
         assert self._process.stdout is not None
-        self._process.stdin.write(f"{tree.resolve()}\n")
+        sent = str(tree.resolve())
+        self._process.stdin.write(f"{sent}\n")
         self._process.stdin.flush()
-        answer = self._process.stdout
+        answers = self._process.stdout
 
         def verdict() -> Iterator[matrix.Failure]:
-            line = answer.readline()
-            if not line:
+            # Skips the answer for a tree whose checks were dropped unfinished.
+            for line in answers:
+                answer = json.loads(line)
+                if answer["tree"] == sent:
+                    break
+            else:
                 yield matrix.Failure("deptry", "the deptry server stopped")
                 return
-            violations = json.loads(line)
+            if "error" in answer:
+                yield matrix.Failure("deptry", answer["error"])
+                return
+            violations = answer["violations"]
             if violations:
                 yield matrix.Failure(
                     "deptry",

@@ -211,3 +211,22 @@ def test_answers_flow_into_the_deployment(template: Path, tmp_path: Path) -> Non
     assert "BILLING_URL: http://billing:8000" in compose
     assert "\n  billing:\n" in compose
     assert 'python-version: ["3.12", "3.13"]' in (tree / ".github" / "workflows" / "ci.yml").read_text()
+
+
+def test_a_tree_deptry_cannot_read_fails_alone(rendered: dict[str, Path], tmp_path: Path) -> None:
+    """A pyproject.toml that deptry cannot parse fails that tree's deptry check, and the next tree is checked as usual."""
+    tree = shutil.copytree(rendered["bare-nodb"], tmp_path / "bare-nodb")
+    (tree / "pyproject.toml").write_text("[project\n")
+    assert [failure.check for failure in deploy_checks(tree, matrix.Combo.from_id("bare-nodb"))] == ["deptry"]
+    assert failures_text(rendered["bare-nodb"], "bare-nodb") == []
+
+
+def test_checks_dropped_unfinished_do_not_confuse_the_next(rendered: dict[str, Path], tmp_path: Path) -> None:
+    """A caller that stops reading at the first failure gets the right verdict for the next tree."""
+    broken = shutil.copytree(rendered["v-trace-metrics-sqlite"], tmp_path / "broken")
+    pyproject = broken / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('    "fastapi>=0.115",\n', ""))
+    (broken / "Dockerfile").write_text((broken / "Dockerfile").read_text().replace("USER 10001:10001", "USER root"))
+    first = next(iter(deploy_checks(broken, matrix.Combo.from_id("v-trace-metrics-sqlite"))))
+    assert first.check != "deptry"
+    assert failures_text(rendered["v-trace-metrics-sqlite"], "v-trace-metrics-sqlite") == []

@@ -38,7 +38,6 @@ from ruamel.yaml import YAML
 
 import matrix
 
-KUBERNETES_VERSION = "1.37"
 # Manifests that `kubectl apply -k deploy/k8s` applies, by file name.
 APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
 SECRET_EXAMPLE = "secret.example.yaml"
@@ -183,9 +182,12 @@ def _yamllint(tree: Path) -> Iterator[matrix.Failure]:
 
 
 @functools.cache
-def _kubernetes_registry(version: str) -> tuple[Path, referencing.Registry[Any]]:
+def _kubernetes_registry() -> tuple[Path, referencing.Registry[Any]]:
+    """The newest schemas kubernetes-validate ships, as its command line picks by default."""
+    from kubernetes_validate.utils import latest_version
+
     folder = Path(str(importlib.resources.files("kubernetes_validate"))) / "kubernetes-json-schema"
-    schemas = folder / f"v{version}.0-local-strict"
+    schemas = folder / f"v{latest_version()}-local-strict"
     definitions = referencing.Resource.from_contents(json.loads((schemas / "_definitions.json").read_text()))
     return schemas, definitions @ referencing.Registry()
 
@@ -193,7 +195,7 @@ def _kubernetes_registry(version: str) -> tuple[Path, referencing.Registry[Any]]
 @functools.cache
 def _kubernetes_validator(kind: str, api_version: str) -> jsonschema.protocols.Validator:
     """The validator kubernetes-validate ``--strict`` builds for one kind."""
-    schemas, registry = _kubernetes_registry(KUBERNETES_VERSION)
+    schemas, registry = _kubernetes_registry()
     group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     schema = json.loads((schemas / f"{kind.lower()}-{group}.json").read_text())
     return jsonschema.Draft202012Validator(schema, registry=referencing.Resource.from_contents(schema) @ registry)

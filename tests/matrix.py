@@ -314,8 +314,10 @@ class ForkServer:
     def close(self) -> None:
         """Stop the server."""
         assert self._process.stdin is not None
+        assert self._process.stdout is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
+        self._process.stdout.close()
 
 
 def main() -> int:

@@ -205,8 +205,12 @@ class ForkServer:
     def close(self) -> None:
         """Stop the server."""
         assert self._process.stdin is not None
+        assert self._process.stdout is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
+        # Left open, the pipe is closed by the garbage collector with a
+        # ResourceWarning, which pytest's `-W error` turns into an error.
+        self._process.stdout.close()
 
 
 def main() -> int:

@@ -173,43 +173,55 @@ def check_tests_pass(server: matrix.ForkServer, tree: Path, database: str = "sql
 # ---------------------------------------------------------------------------
 
 
-def test_copy_commits_the_render_without_a_git_identity(template: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def rendered(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service rendered at v0.1.0 with the defaults, hooks run, left as rendered."""
+    return render(template, tmp_path_factory.mktemp("rendered") / "svc", "v0.1.0")
+
+
+@pytest.fixture(scope="module")
+def monorepo(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with one commit and, not yet committed, a service rendered in it."""
+    outer = tmp_path_factory.mktemp("monorepo")
+    git(outer, "-c", "init.defaultBranch=main", "init", "--quiet")
+    git(outer, "commit", "--quiet", "--allow-empty", "-m", "Monorepo")
+    render(template, outer / "services" / "svc", "v0.1.0")
+    return outer
+
+
+def test_copy_commits_the_render_without_a_git_identity(rendered: Path) -> None:
     """A copy with --trust leaves a repository whose first commit holds the whole render."""
-    dst = render(template, tmp_path / "svc", "v0.1.0")
-    assert git(dst, "rev-list", "--count", "HEAD").strip() == "1"
-    assert changed(dst) == []
-    tracked = git(dst, "ls-files").split()
+    assert git(rendered, "rev-list", "--count", "HEAD").strip() == "1"
+    assert changed(rendered) == []
+    tracked = git(rendered, "ls-files").split()
     assert ".copier-answers.yml" in tracked
     assert f"src/{PACKAGE}/main.py" in tracked
     assert ".env" not in tracked
 
 
-def test_copy_into_a_repository_makes_no_repository_of_its_own(template: Path, tmp_path: Path) -> None:
+def test_copy_into_a_repository_makes_no_repository_of_its_own(monorepo: Path) -> None:
     """A service rendered inside an existing repository leaves that repository's history alone."""
-    outer = tmp_path / "monorepo"
-    outer.mkdir()
-    git(outer, "-c", "init.defaultBranch=main", "init", "--quiet")
-    git(outer, "commit", "--quiet", "--allow-empty", "-m", "Monorepo")
-    dst = render(template, outer / "services" / "svc", "v0.1.0")
-    assert not (dst / ".git").exists()
-    assert git(outer, "rev-list", "--count", "HEAD").strip() == "1"
-    assert "?? services/" in changed(outer)
+    assert not (monorepo / "services" / "svc" / ".git").exists()
+    assert git(monorepo, "rev-list", "--count", "HEAD").strip() == "1"
+    untracked = changed(monorepo)
+    assert "?? services/svc/.copier-answers.yml" in untracked
+    assert all(line.startswith("?? services/svc/") for line in untracked)
 
 
-def test_copy_writes_a_fresh_secret_to_env_only(template: Path, tmp_path: Path) -> None:
+def test_copy_writes_a_fresh_secret_to_env_only(rendered: Path, monorepo: Path) -> None:
     """With service_auth, .env gets a new SERVICE_SECRET that is in no other file, commit or answer."""
-    first = render(template, tmp_path / "one", "v0.1.0")
-    second = render(template, tmp_path / "two", "v0.1.0")
-    secret = env_file.value_in((first / ".env").read_text(), "SERVICE_SECRET")
+    secret = env_file.value_in((rendered / ".env").read_text(), "SERVICE_SECRET")
     assert secret
     assert len(secret) >= 32
-    assert secret != env_file.value_in((second / ".env").read_text(), "SERVICE_SECRET")
-    assert stat.S_IMODE((first / ".env").stat().st_mode) == 0o600
-    git(first, "check-ignore", "--quiet", ".env")
-    for name in files(first):
+    other = env_file.value_in((monorepo / "services" / "svc" / ".env").read_text(), "SERVICE_SECRET")
+    assert other
+    assert secret != other
+    assert stat.S_IMODE((rendered / ".env").stat().st_mode) == 0o600
+    git(rendered, "check-ignore", "--quiet", ".env")
+    for name in files(rendered):
         if name != ".env":
-            assert secret not in (first / name).read_bytes().decode(errors="replace"), name
-    assert secret not in git(first, "log", "--all", "--patch")
+            assert secret not in (rendered / name).read_bytes().decode(errors="replace"), name
+    assert secret not in git(rendered, "log", "--all", "--patch")
 
 
 def test_copy_without_service_auth_writes_no_env(template: Path, tmp_path: Path) -> None:
@@ -219,15 +231,14 @@ def test_copy_without_service_auth_writes_no_env(template: Path, tmp_path: Path)
 
 
 def test_skip_tasks_renders_a_complete_working_service(
-    template: Path, tmp_path: Path, server: matrix.ForkServer
+    template: Path, rendered: Path, tmp_path: Path, server: matrix.ForkServer
 ) -> None:
     """Rendered with --skip-tasks and no --trust, the service is all there and its tests pass."""
     dst = tmp_path / "svc"
     run_copy(str(template), dst, vcs_ref="v0.1.0", defaults=True, quiet=True, skip_tasks=True)
     assert not (dst / ".git").exists()
     assert not (dst / ".env").exists()
-    trusted = render(template, tmp_path / "trusted", "v0.1.0")
-    assert files(dst) == [name for name in files(trusted) if name != ".env"]
+    assert files(dst) == [name for name in files(rendered) if name != ".env"]
     check_tests_pass(server, dst)
 
 
@@ -395,14 +406,14 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("tag", released_tags())
-def test_every_release_updates_to_head_cleanly(tag: str, history: Path, tmp_path: Path) -> None:
+def test_every_release_updates_to_head_cleanly(tag: str, history: Path, rendered: Path, tmp_path: Path) -> None:
     """A service rendered from any released tag updates to the working tree with nothing to resolve."""
     dst = render(history, tmp_path / "svc", tag)
     update(dst, "HEAD")
     assert leftovers(dst) == []
     assert git(dst, "diff", "--name-only", "--diff-filter=U") == ""
-    fresh = render(history, tmp_path / "fresh", "HEAD")
-    assert files(dst) == files(fresh)
+    # `rendered` is the working tree rendered with the same (default) answers.
+    assert files(dst) == files(rendered)
 
 
 # ---------------------------------------------------------------------------
@@ -433,13 +444,13 @@ def test_moved_file_keeps_the_users_edits(template: Path, tmp_path: Path, server
     check_tests_pass(server, dst)
 
 
-def test_moved_file_unedited_just_moves(template: Path, tmp_path: Path) -> None:
+def test_moved_file_unedited_just_moves(template: Path, rendered: Path, tmp_path: Path) -> None:
     """A service that never touched the moved file ends up exactly as a fresh render of the new version."""
     before_move = git(template, "rev-parse", "--short", "v0.1.0^").strip()
     dst = render(template, tmp_path / "svc", before_move)
+    assert (dst / MOVED_FROM).is_file()
     update(dst, "v0.1.0")
-    fresh = render(template, tmp_path / "fresh", "v0.1.0")
-    assert files(dst) == files(fresh)
-    for name in files(fresh):
-        if name not in {".env", ".copier-answers.yml"}:
-            assert (dst / name).read_bytes() == (fresh / name).read_bytes(), name
+    assert files(dst) == files(rendered)
+    for name in files(rendered):
+        if name != ".env":
+            assert (dst / name).read_bytes() == (rendered / name).read_bytes(), name

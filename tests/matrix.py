@@ -10,13 +10,17 @@ the shell::
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.metadata
 import itertools
 import json
+import re
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +109,7 @@ def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
     """Render ``template`` into ``dst`` with ``data``, without running tasks."""
     from copier import run_copy
 
+    _speed_up_copier()
     run_copy(
         str(template),
         dst,
@@ -115,6 +120,42 @@ def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
         skip_tasks=True,
     )
     return dst
+
+
+_JINJA_CODE: dict[tuple[object, ...], object] = {}
+
+
+def _speed_up_copier() -> None:
+    """Make repeated renders in one process cheap; what is rendered stays the same.
+
+    - Copier compiles every Jinja string afresh (the questionnaire's defaults
+      and validators, every path and file): about half of a render. Compiled
+      code depends only on the source and the environment's syntax options,
+      so it is kept per source here.
+    - After writing each file copier asks git for ``core.fileMode`` of the
+      destination, a subprocess per file, to fix the git index of a
+      destination that is a git repository. The matrix renders into fresh
+      folders outside git, where that is a no-op, so it is skipped.
+    """
+    import jinja2
+    from copier._main import Worker
+
+    if getattr(jinja2.Environment.compile, "_matrix_cached", False):
+        return
+    compile_uncached = jinja2.Environment.compile
+
+    def compile_cached(self, source, name=None, filename=None, raw=False, defer_init=False):  # type: ignore[no-untyped-def]
+        if not isinstance(source, str):
+            return compile_uncached(self, source, name, filename, raw, defer_init)
+        key = (type(self), source, name, filename, raw, defer_init, self.trim_blocks, self.lstrip_blocks,
+               self.keep_trailing_newline, self.block_start_string, self.variable_start_string)
+        if key not in _JINJA_CODE:
+            _JINJA_CODE[key] = compile_uncached(self, source, name, filename, raw, defer_init)
+        return _JINJA_CODE[key]
+
+    compile_cached._matrix_cached = True  # type: ignore[attr-defined]
+    jinja2.Environment.compile = compile_cached  # type: ignore[method-assign]
+    Worker._sync_git_index_executable_bit = lambda *_: None  # type: ignore[method-assign]
 
 
 @dataclass
@@ -141,6 +182,69 @@ def _run(check: str, args: list[str], cwd: Path, env: Mapping[str, str] | None =
     if result.returncode == 0:
         return None
     return Failure(check, result.stdout + result.stderr)
+
+
+JINJA_MARKERS = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
+# Imported under another name than they are installed, or loaded by URL.
+DRIVERS = {"aiosqlite", "asyncpg"}
+
+
+def content_checks(tree: Path) -> Iterator[Failure]:
+    """What no linter sees: Jinja debris, empty files, undeclared or unused dependencies."""
+    problems: list[str] = []
+    for path in sorted(p for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts):
+        name = path.relative_to(tree)
+        text = path.read_text(errors="replace")
+        if JINJA_MARKERS.search(text):
+            problems.append(f"{name}: Jinja left over: {JINJA_MARKERS.search(text)[0]!r}")
+        if not text.strip():
+            problems.append(f"{name}: empty file")
+        elif path.suffix == ".py" and not ast.parse(text).body:
+            problems.append(f"{name}: a module with nothing in it")
+    problems.extend(dependency_problems(tree))
+    if problems:
+        yield Failure("content", "\n".join(problems))
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(requirement: str) -> str:
+    return _canonical(re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0])
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str, int]]:
+    """(line, module, level) for every import in a Python file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, 0
+        elif isinstance(node, ast.ImportFrom):
+            yield node.lineno, node.module or "", node.level
+
+
+def dependency_problems(tree: Path) -> Iterator[str]:
+    """Every library a file imports is declared, and every runtime one is imported."""
+    project = tomllib.loads((tree / "pyproject.toml").read_text())
+    runtime = {_requirement_name(r) for r in project["project"]["dependencies"]}
+    dev = {_requirement_name(r) for r in project.get("dependency-groups", {}).get("dev", [])}
+    distributions = importlib.metadata.packages_distributions()
+    packages = {p.name for p in (tree / "src").iterdir() if p.is_dir()}
+    used: set[str] = set()
+    for path in sorted(tree.rglob("*.py")):
+        name = path.relative_to(tree)
+        allowed = runtime | dev if name.parts[0] == "tests" else runtime
+        for line, module, level in _imports(path):
+            top = module.split(".")[0]
+            if level or top in sys.stdlib_module_names or top in packages or top in {"tests", "__future__"}:
+                continue
+            dists = {_canonical(d) for d in distributions.get(top, [top])}
+            used |= dists
+            if not dists & allowed:
+                yield f"{name}:{line}: imports {top!r}, which pyproject.toml does not declare"
+    for requirement in sorted(runtime - used - DRIVERS):
+        yield f"pyproject.toml: depends on {requirement!r}, which no module imports"
 
 
 def static_checks(tree: Path) -> Iterator[Failure]:
@@ -197,7 +301,9 @@ class ForkServer:
         request = {"cwd": str(tree), "args": PYTEST_ARGS, "env": dict(env), "log": str(log)}
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
-        code = self._read()["code"]
+        result = self._read()
+        self.cpu = float(result["cpu"])  # type: ignore[arg-type]
+        code = result["code"]
         if code == 0:
             return None
         return Failure(f"pytest (exit {code})", log.read_text())
@@ -234,7 +340,7 @@ def main() -> int:
         shutil.rmtree(tree)
     render(snapshot(work / "template"), tree, data)
     print(f"rendered {data} into {tree}")
-    failures = list(static_checks(tree))
+    failures = [*content_checks(tree), *static_checks(tree)]
     server = ForkServer()
     try:
         postgres = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)

@@ -1,0 +1,55 @@
+"""Fixtures of the template's suite: a snapshot to render, a warm fork server, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import matrix
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the template's working tree, as copier will render it."""
+    return matrix.snapshot(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def fork_server() -> Iterator[matrix.ForkServer]:
+    """One warm interpreter per worker that runs rendered test sessions."""
+    server = matrix.ForkServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A mypy cache per worker: third-party stubs are analysed once, not per tree."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    cache = matrix.REPO / ".cache" / f"mypy-{worker}"
+    os.environ["MATRIX_MYPY_CACHE"] = str(cache)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server for ``database=postgresql`` combinations.
+
+    ``TEST_POSTGRES_URL`` overrides the default. Where none answers, those
+    combinations are skipped with the reason, except under ``CI=true``, where
+    a missing server is a failure.
+    """
+    url = os.environ.get("TEST_POSTGRES_URL", matrix.DEFAULT_POSTGRES_URL)
+    where = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=3).close()
+    except OSError as error:
+        reason = f"no PostgreSQL server answers at {where.hostname}:{where.port} ({error}); set TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url

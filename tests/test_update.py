@@ -18,15 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matrix
 import pytest
 from copier import run_copy, run_update
 
-sys.path.insert(0, str(Path(__file__).parent))
-import matrix  # noqa: E402
-
-HOOKS = matrix.REPO / "hooks"
-sys.path.insert(0, str(HOOKS))
-import env_file  # noqa: E402
+# The hooks are scripts, not a package: import the one whose helpers the
+# tests call directly from its folder.
+sys.path.insert(0, str(matrix.REPO / "hooks"))
+import env_file
 
 IDENTITY = ["-c", "user.name=Suite", "-c", "user.email=suite@example.com"]
 PACKAGE = "example_service"
@@ -77,7 +76,7 @@ def rewrite(path: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template's working tree as a repository with three versions.
 
     An untagged commit from before the items tests moved (a pre-release);
@@ -103,22 +102,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[matrix.ForkServer]:
-    """A warm interpreter for the rendered services' own tests."""
-    forks = matrix.ForkServer()
-    yield forks
-    forks.close()
-
-
-def render(template: Path, dst: Path, ref: str, **data: object) -> Path:
+def render(template: Path, dst: Path, ref: str, /, **data: object) -> Path:
     """Render ``template`` at ``ref`` as a user would: with ``--trust``, so the hooks run."""
     run_copy(str(template), dst, vcs_ref=ref, data=data, defaults=True, unsafe=True, quiet=True)
     return dst
 
 
-def update(dst: Path, ref: str, conflict: str = "inline", **data: object) -> None:
-    """``copier update --trust --defaults --conflict CONFLICT --vcs-ref REF``, with ``--data``."""
+def update(dst: Path, ref: str, /, **data: object) -> None:
+    """``copier update --trust --defaults --conflict inline --vcs-ref REF``, with ``--data``."""
     run_update(
         dst,
         vcs_ref=ref,
@@ -127,7 +118,7 @@ def update(dst: Path, ref: str, conflict: str = "inline", **data: object) -> Non
         overwrite=True,
         unsafe=True,
         quiet=True,
-        conflict=conflict,
+        conflict="inline",
         skip_answered=True,
     )
 
@@ -174,18 +165,18 @@ def check_tests_pass(server: matrix.ForkServer, tree: Path, database: str = "sql
 
 
 @pytest.fixture(scope="module")
-def rendered(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rendered(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A service rendered at v0.1.0 with the defaults, hooks run, left as rendered."""
-    return render(template, tmp_path_factory.mktemp("rendered") / "svc", "v0.1.0")
+    return render(releases, tmp_path_factory.mktemp("rendered") / "svc", "v0.1.0")
 
 
 @pytest.fixture(scope="module")
-def monorepo(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def monorepo(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository with one commit and, not yet committed, a service rendered in it."""
     outer = tmp_path_factory.mktemp("monorepo")
     git(outer, "-c", "init.defaultBranch=main", "init", "--quiet")
     git(outer, "commit", "--quiet", "--allow-empty", "-m", "Monorepo")
-    render(template, outer / "services" / "svc", "v0.1.0")
+    render(releases, outer / "services" / "svc", "v0.1.0")
     return outer
 
 
@@ -224,22 +215,22 @@ def test_copy_writes_a_fresh_secret_to_env_only(rendered: Path, monorepo: Path) 
     assert secret not in git(rendered, "log", "--all", "--patch")
 
 
-def test_copy_without_service_auth_writes_no_env(template: Path, tmp_path: Path) -> None:
+def test_copy_without_service_auth_writes_no_env(releases: Path, tmp_path: Path) -> None:
     """Without service_auth there is no secret to keep, so no .env is written."""
-    dst = render(template, tmp_path / "svc", "v0.1.0", service_auth=False)
+    dst = render(releases, tmp_path / "svc", "v0.1.0", service_auth=False)
     assert not (dst / ".env").exists()
 
 
 def test_skip_tasks_renders_a_complete_working_service(
-    template: Path, rendered: Path, tmp_path: Path, server: matrix.ForkServer
+    releases: Path, rendered: Path, tmp_path: Path, fork_server: matrix.ForkServer
 ) -> None:
     """Rendered with --skip-tasks and no --trust, the service is all there and its tests pass."""
     dst = tmp_path / "svc"
-    run_copy(str(template), dst, vcs_ref="v0.1.0", defaults=True, quiet=True, skip_tasks=True)
+    run_copy(str(releases), dst, vcs_ref="v0.1.0", defaults=True, quiet=True, skip_tasks=True)
     assert not (dst / ".git").exists()
     assert not (dst / ".env").exists()
     assert files(dst) == [name for name in files(rendered) if name != ".env"]
-    check_tests_pass(server, dst)
+    check_tests_pass(fork_server, dst)
 
 
 def test_env_hook_fills_the_placeholder_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,10 +272,10 @@ def test_env_hook_keeps_a_real_secret(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_update_brings_the_change_and_keeps_the_users_work(
-    template: Path, tmp_path: Path, server: matrix.ForkServer
+    releases: Path, tmp_path: Path, fork_server: matrix.ForkServer
 ) -> None:
     """From v0.1.0 to v0.2.0 the template's change arrives, the user's edits stay, and the tests pass."""
-    dst = render(template, tmp_path / "svc", "v0.1.0")
+    dst = render(releases, tmp_path / "svc", "v0.1.0")
     own = dst / "src" / PACKAGE / "pricing.py"
     own.write_text('"""The user\'s own module."""\n\nVAT = 0.2\n')
     rewrite(dst / "README.md", "A FastAPI microservice.\n", "A FastAPI microservice.\n\nOwned by the pricing team.\n")
@@ -298,21 +289,21 @@ def test_update_brings_the_change_and_keeps_the_users_work(
     assert "_commit: v0.2.0" in (dst / ".copier-answers.yml").read_text()
     assert leftovers(dst) == []
     assert sorted(changed(dst)) == [" M .copier-answers.yml", " M README.md"]
-    check_tests_pass(server, dst)
+    check_tests_pass(fork_server, dst)
 
 
-def test_update_to_the_same_version_changes_nothing(template: Path, tmp_path: Path) -> None:
+def test_update_to_the_same_version_changes_nothing(releases: Path, tmp_path: Path) -> None:
     """Updating a service to the version it already has leaves every file as it was."""
-    dst = render(template, tmp_path / "svc", "v0.2.0")
+    dst = render(releases, tmp_path / "svc", "v0.2.0")
     before = {name: (dst / name).read_bytes() for name in files(dst)}
     update(dst, "v0.2.0")
     assert changed(dst) == []
     assert {name: (dst / name).read_bytes() for name in files(dst)} == before
 
 
-def test_conflicting_edit_surfaces_as_inline_markers(template: Path, tmp_path: Path) -> None:
+def test_conflicting_edit_surfaces_as_inline_markers(releases: Path, tmp_path: Path) -> None:
     """A line both the user and the template changed shows both versions between git's markers."""
-    dst = render(template, tmp_path / "svc", "v0.1.0")
+    dst = render(releases, tmp_path / "svc", "v0.1.0")
     users = "`uvicorn example_service.main:create_app --factory --workers 4` in production."
     rewrite(dst / "README.md", SERVE_LINE.replace("{{ package_name }}", PACKAGE), users)
     commit(dst, "Production notes")
@@ -357,10 +348,10 @@ FLAGS = [
 
 @pytest.mark.parametrize("flag", FLAGS, ids=[flag.answer for flag in FLAGS])
 def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
-    flag: Flag, template: Path, tmp_path: Path, server: matrix.ForkServer
+    flag: Flag, releases: Path, tmp_path: Path, fork_server: matrix.ForkServer
 ) -> None:
     """``copier update --data FLAG=on`` adds the feature's files, dependencies and settings; off takes them away."""
-    dst = render(template, tmp_path / "svc", "v0.2.0", **{flag.answer: flag.off})
+    dst = render(releases, tmp_path / "svc", "v0.2.0", **{flag.answer: flag.off})
     first = git(dst, "rev-parse", "HEAD").strip()
     paths = [dst / name.format(pkg=PACKAGE) for name in flag.files]
 
@@ -377,7 +368,7 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
     update(dst, "v0.2.0", **{flag.answer: flag.on})
     assert all(present())
     assert leftovers(dst) == []
-    check_tests_pass(server, dst)
+    check_tests_pass(fork_server, dst)
     commit(dst, f"Turn {flag.answer} on")
     update(dst, "v0.2.0", **{flag.answer: flag.off})
     assert not any(present())
@@ -428,10 +419,10 @@ async def test_items_start_empty(client: httpx.AsyncClient) -> None:
 '''
 
 
-def test_moved_file_keeps_the_users_edits(template: Path, tmp_path: Path, server: matrix.ForkServer) -> None:
+def test_moved_file_keeps_the_users_edits(releases: Path, tmp_path: Path, fork_server: matrix.ForkServer) -> None:
     """Updating across the move of the items tests carries the user's own test to the new file."""
-    before_move = git(template, "rev-parse", "--short", "v0.1.0^").strip()
-    dst = render(template, tmp_path / "svc", before_move)
+    before_move = git(releases, "rev-parse", "--short", "v0.1.0^").strip()
+    dst = render(releases, tmp_path / "svc", before_move)
     old = dst / MOVED_FROM
     old.write_text(old.read_text() + USERS_TEST)
     commit(dst, "A test of our own")
@@ -441,13 +432,13 @@ def test_moved_file_keeps_the_users_edits(template: Path, tmp_path: Path, server
     assert moved.endswith(USERS_TEST)
     assert "from ..conftest import" in moved
     assert leftovers(dst) == []
-    check_tests_pass(server, dst)
+    check_tests_pass(fork_server, dst)
 
 
-def test_moved_file_unedited_just_moves(template: Path, rendered: Path, tmp_path: Path) -> None:
+def test_moved_file_unedited_just_moves(releases: Path, rendered: Path, tmp_path: Path) -> None:
     """A service that never touched the moved file ends up exactly as a fresh render of the new version."""
-    before_move = git(template, "rev-parse", "--short", "v0.1.0^").strip()
-    dst = render(template, tmp_path / "svc", before_move)
+    before_move = git(releases, "rev-parse", "--short", "v0.1.0^").strip()
+    dst = render(releases, tmp_path / "svc", before_move)
     assert (dst / MOVED_FROM).is_file()
     update(dst, "v0.1.0")
     assert files(dst) == files(rendered)

@@ -7,10 +7,13 @@ too)::
     python hooks/env_file.py [--secret NAME]...
 
 ``.env`` is git-ignored: the secret lives there and in no other file, and
-never in ``.copier-answers.yml``. Idempotent: an existing ``.env`` is kept as
-it is, except that each secret it lacks, or still has at the placeholder value
-of ``.env.example``, is filled in. Standard library only, because it runs in
-copier's interpreter.
+never in ``.copier-answers.yml``. Every other setting of ``.env.example`` is
+copied commented out, so that ``.env`` documents them without pinning today's
+defaults (a later ``copier update --data database=postgresql`` must not be
+overridden by a SQLite URL left in ``.env``). Idempotent: an existing ``.env``
+is kept as it is, except that each secret it lacks, or still has at the
+placeholder value of ``.env.example``, is filled in. Standard library only,
+because it runs in copier's interpreter.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from pathlib import Path
 
 EXAMPLE = Path(".env.example")
 ENV = Path(".env")
+HEADER = (
+    "# Written from .env.example when the service was rendered; git-ignored.\n"
+    "# The service's defaults apply to each commented line: uncomment to override.\n"
+)
+SETTING = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", re.MULTILINE)
 
 
 def assignment(name: str) -> re.Pattern[str]:
@@ -48,6 +56,15 @@ def with_value(text: str, name: str, value: str) -> str:
     if text and not text.endswith("\n"):
         text += "\n"
     return f"{text}{name}={value}\n"
+
+
+def commented(example: str, keep: list[str]) -> str:
+    """``example`` with every setting but those in ``keep`` turned into a comment."""
+    lines = []
+    for line in example.splitlines(keepends=True):
+        setting = SETTING.match(line)
+        lines.append(line if setting is None or setting.group(1) in keep else f"# {line}")
+    return HEADER + "".join(lines)
 
 
 def new_secret() -> str:
@@ -92,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     example = EXAMPLE.read_text(encoding="utf-8")
     existed = ENV.exists()
-    before = ENV.read_text(encoding="utf-8") if existed else example
+    before = ENV.read_text(encoding="utf-8") if existed else commented(example, args.secret)
     after = fill(before, example, args.secret)
     if existed and after == before:
         return 0

@@ -234,14 +234,15 @@ def test_skip_tasks_renders_a_complete_working_service(
 
 
 def test_env_hook_fills_the_placeholder_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An .env.example placeholder becomes a real secret; a second run changes nothing."""
+    """An .env.example placeholder becomes a real secret, the other settings stay defaults; a rerun changes nothing."""
     monkeypatch.chdir(tmp_path)
-    Path(".env.example").write_text("PORT=8000\nSERVICE_SECRET=change-me\nSERVICE_SECRET_PREVIOUS=\n")
+    Path(".env.example").write_text("# Settings\nPORT=8000\nSERVICE_SECRET=change-me\nSERVICE_SECRET_PREVIOUS=\n")
     assert env_file.main(["--secret", "SERVICE_SECRET"]) == 0
     written = Path(".env").read_text()
     secret = env_file.value_in(written, "SERVICE_SECRET")
     assert secret not in {None, "", "change-me"}
-    assert written == f"PORT=8000\nSERVICE_SECRET={secret}\nSERVICE_SECRET_PREVIOUS=\n"
+    settings = f"# Settings\n# PORT=8000\nSERVICE_SECRET={secret}\n# SERVICE_SECRET_PREVIOUS=\n"
+    assert written == env_file.HEADER + settings
     assert env_file.main(["--secret", "SERVICE_SECRET"]) == 0
     assert Path(".env").read_text() == written
 

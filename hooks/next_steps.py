@@ -10,32 +10,30 @@ Standard library only, because it runs in copier's interpreter.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
-def steps(package: str, database: str, folder: str, env_written: bool) -> list[str]:
+def steps(package: str, database: str, folder: str) -> list[str]:
     """The commands, in order, with a word on each."""
-    lines = [f"cd {folder}", "uv sync                              # install the service and its dev tools"]
+    lines = ["uv sync                              # install the service and its dev tools"]
     if database != "none":
         lines.append("uv run alembic upgrade head          # create the schema")
     lines += [
         f"uv run python -m {package}{' ' * max(1, 20 - len(package))}# serve it",
         "uv run pytest                        # its tests",
     ]
-    if not env_written:
-        lines.insert(1, "cp .env.example .env                 # then set every value it asks for")
+    if folder not in {"", "."}:
+        lines.insert(0, f"cd {folder}")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the next steps."""
     package, database, folder = (sys.argv[1:] if argv is None else argv)[:3]
-    env_written = Path(".env").is_file()
     print("\nNext steps:")
-    for line in steps(package, database, folder, env_written):
+    for line in steps(package, database, folder):
         print(f"    {line}")
     print("\nLater, to take in a new version of the template (with the work committed):")
-    print("    copier update --trust --conflict inline")
+    print("    copier update --trust --defaults --conflict inline")
     return 0
 
 

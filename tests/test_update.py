@@ -377,6 +377,19 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
     assert git(dst, "diff", "--cached", "--stat", first) == ""
 
 
+def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: Path, tmp_path: Path) -> None:
+    """Turning service_auth on by update writes .env with a secret; turning it off leaves the user's .env alone."""
+    dst = render(releases, tmp_path / "svc", "v0.2.0", service_auth=False)
+    assert not (dst / ".env").exists()
+    update(dst, "v0.2.0", service_auth=True)
+    secret = env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET")
+    assert secret
+    assert changed(dst) == [" M .copier-answers.yml"]
+    commit(dst, "Service auth on")
+    update(dst, "v0.2.0", service_auth=False)
+    assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") == secret
+
+
 def released_tags() -> list[str]:
     """The template's release tags, oldest first."""
     listed = subprocess.run(

@@ -21,6 +21,7 @@ from pathlib import Path
 import matrix
 import pytest
 from copier import run_copy, run_update
+from plumbum import local
 
 # The hooks are scripts, not a package: import the one whose helpers the
 # tests call directly from its folder.
@@ -46,16 +47,25 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def no_git_identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Run the module with no git configuration but git's defaults."""
+    """Run the module with no git configuration but git's defaults.
+
+    Copier runs git and the tasks with plumbum's copy of the environment,
+    taken when plumbum was imported, so that copy is changed as well.
+    """
     home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HOME", str(home))
-        patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-        patch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-        patch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        for name in ("AUTHOR", "COMMITTER"):
-            for part in ("NAME", "EMAIL"):
-                patch.delenv(f"GIT_{name}_{part}", raising=False)
+    bare = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    unset = [f"GIT_{who}_{part}" for who in ("AUTHOR", "COMMITTER") for part in ("NAME", "EMAIL")] + ["EMAIL"]
+    with pytest.MonkeyPatch.context() as patch, local.env(**bare):
+        for name, value in bare.items():
+            patch.setenv(name, value)
+        for name in unset:
+            patch.delenv(name, raising=False)
+            local.env.pop(name, "")
         yield
 
 
@@ -183,6 +193,10 @@ def monorepo(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_copy_commits_the_render_without_a_git_identity(rendered: Path) -> None:
     """A copy with --trust leaves a repository whose first commit holds the whole render."""
     assert git(rendered, "rev-list", "--count", "HEAD").strip() == "1"
+    author = subprocess.run(
+        ["git", "log", "--format=%an <%ae>"], cwd=rendered, capture_output=True, text=True, check=True
+    )
+    assert author.stdout == "fastapi-service-template <fastapi-service-template@localhost>\n"
     assert changed(rendered) == []
     tracked = git(rendered, "ls-files").split()
     assert ".copier-answers.yml" in tracked

@@ -298,7 +298,10 @@ class ForkServer:
         """Run the tree's own tests; a failure carries pytest's output."""
         log = tree.parent / f"{tree.name}.pytest.log"
         assert self._process.stdin is not None
-        request = {"cwd": str(tree), "args": PYTEST_ARGS, "env": dict(env), "log": str(log)}
+        # A base temp folder of its own: pytest's clean-up of numbered folders
+        # in the shared one races with the other sessions running at once.
+        args = [*PYTEST_ARGS, "--basetemp", str(tree.parent / f"{tree.name}.pytest-tmp")]
+        request = {"cwd": str(tree), "args": args, "env": dict(env), "log": str(log)}
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
         result = self._read()
@@ -314,8 +317,6 @@ class ForkServer:
         assert self._process.stdout is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
-        # Left open, the pipe is closed by the garbage collector with a
-        # ResourceWarning, which pytest's `-W error` turns into an error.
         self._process.stdout.close()
 
 

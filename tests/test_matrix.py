@@ -3,7 +3,9 @@
 For each of the combinations (``matrix.all_combos()``), the service is rendered
 from a snapshot of the working tree and must pass ``ruff check``, ``ruff format
 --check``, ``mypy --strict`` and its own test suite under ``-W error``, with no
-Jinja left over, no empty file, and no import of a library it does not declare.
+Jinja left over, no empty file, and no import of a library it does not declare;
+its Dockerfile, Compose file, Kubernetes manifests and CI workflow must pass
+their validators (``deploy_checks``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import matrix
+from deploy_checks import deploy_checks
 
 COMBOS = matrix.all_combos()
 
@@ -31,6 +34,7 @@ def test_combination(
     failures = [
         *matrix.content_checks(tree),
         *matrix.static_checks(tree),
+        *deploy_checks(tree, combo),
     ]
     failure = fork_server.pytest(tree, matrix.test_env(combo, postgres_url))
     if failure:

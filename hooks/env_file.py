@@ -6,6 +6,8 @@ too)::
 
     python hooks/env_file.py [--secret NAME]...
 
+An empty NAME is ignored, so that copier can pass one conditionally.
+
 ``.env`` is git-ignored: the secret lives there and in no other file, and
 never in ``.copier-answers.yml``. Every other setting of ``.env.example`` is
 copied commented out, so that ``.env`` documents them without pinning today's
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--secret", action="append", default=[], help="a variable to fill with a fresh secret")
     args = parser.parse_args(argv)
+    args.secret = [name for name in args.secret if name]
     if is_temporary_render() or not EXAMPLE.is_file():
         return 0
     example = EXAMPLE.read_text(encoding="utf-8")

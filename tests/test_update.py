@@ -229,10 +229,12 @@ def test_copy_writes_a_fresh_secret_to_env_only(rendered: Path, monorepo: Path) 
     assert secret not in git(rendered, "log", "--all", "--patch")
 
 
-def test_copy_without_service_auth_writes_no_env(releases: Path, tmp_path: Path) -> None:
-    """Without service_auth there is no secret to keep, so no .env is written."""
+def test_copy_without_service_auth_writes_env_without_secret(releases: Path, tmp_path: Path) -> None:
+    """Without service_auth, .env is still written (Compose reads it), with every setting left at its default."""
     dst = render(releases, tmp_path / "svc", "v0.1.0", service_auth=False)
-    assert not (dst / ".env").exists()
+    written = (dst / ".env").read_text()
+    assert env_file.value_in(written, "SERVICE_SECRET") is None
+    assert not [line for line in written.splitlines() if line and not line.startswith("#")]
 
 
 def test_skip_tasks_renders_a_complete_working_service(
@@ -392,9 +394,9 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
 
 
 def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: Path, tmp_path: Path) -> None:
-    """Turning service_auth on by update writes .env with a secret; turning it off leaves the user's .env alone."""
+    """Turning service_auth on by update adds a secret to .env; turning it off leaves the user's .env alone."""
     dst = render(releases, tmp_path / "svc", "v0.2.0", service_auth=False)
-    assert not (dst / ".env").exists()
+    assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") is None
     update(dst, "v0.2.0", service_auth=True)
     secret = env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET")
     assert secret

@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("moves", nargs="+", metavar="OLD:NEW")
     args = parser.parse_args(argv)
     pairs = [tuple(move.split(":", 1)) for move in args.moves]
-    edited = [(old, new, mine) for old, new in pairs if (mine := committed(old)) is not None]
-    if not edited:
+    present = [(old, new, mine) for old, new in pairs if (mine := committed(old)) is not None]
+    if not present:
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         rendered = render_old(args.template, args.from_ref, args.answers_file, Path(scratch))
-        for old, new, mine in edited:
+        for old, new, mine in present:
             base = (rendered / old).read_bytes() if rendered and (rendered / old).is_file() else None
             if base is None:
                 print(f"Could not render {old} as of {args.from_ref}: merge your edits into {new} by hand.")

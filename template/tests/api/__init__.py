@@ -1,0 +1,1 @@
+"""Tests of the API package, as its clients see it."""

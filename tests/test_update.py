@@ -1,0 +1,480 @@
+"""Life after copy: the hooks, ``copier update`` between tags, flags turned on
+and off later, conflicts, and the migration of a moved file.
+
+Every test works on a temporary git clone of the template whose tags the suite
+makes itself, and runs git with no identity configured, as on a fresh machine
+or in CI: the suite's own commits name their author with ``-c``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matrix
+import pytest
+from copier import run_copy, run_update
+from plumbum import local
+
+# The hooks are scripts, not a package: import the one whose helpers the
+# tests call directly from its folder.
+sys.path.insert(0, str(matrix.REPO / "hooks"))
+import env_file
+
+IDENTITY = ["-c", "user.name=Suite", "-c", "user.email=suite@example.com"]
+PACKAGE = "example_service"
+# Where the v0.1.0 migration moved the items tests from, and to.
+MOVED_FROM, MOVED_TO = "tests/test_items.py", "tests/api/test_items.py"
+# The line of the rendered README that the suite's v0.2.0 rewrites.
+SERVE_LINE = "`uvicorn {{ package_name }}.main:create_app --factory` serves the same app."
+SERVE_LINE_V2 = "`uvicorn {{ package_name }}.main:create_app --factory` serves the same app under a process manager."
+SUPPORT = "## Support\n\nQuestions go to the platform team's channel.\n"
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` as the suite (an identity given for this command only)."""
+    done = subprocess.run(["git", *IDENTITY, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"git {' '.join(args)} failed:\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_git_identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run the module with no git configuration but git's defaults.
+
+    Copier runs git and the tasks with plumbum's copy of the environment,
+    taken when plumbum was imported, so that copy is changed as well.
+    """
+    home = tmp_path_factory.mktemp("home")
+    bare = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    unset = [f"GIT_{who}_{part}" for who in ("AUTHOR", "COMMITTER") for part in ("NAME", "EMAIL")] + ["EMAIL"]
+    with pytest.MonkeyPatch.context() as patch, local.env(**bare):
+        for name, value in bare.items():
+            patch.setenv(name, value)
+        for name in unset:
+            patch.delenv(name, raising=False)
+            local.env.pop(name, "")
+        yield
+
+
+def undo_move(tree: Path) -> None:
+    """Put the items tests back where they were before v0.1.0."""
+    tests = tree / "template" / "tests"
+    moved = tests / "api" / "test_items.py.jinja"
+    text = moved.read_text().replace("from ..conftest import", "from .conftest import")
+    (tests / "test_items.py.jinja").write_text(text)
+    shutil.rmtree(tests / "api")
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    """Replace ``old``, which must be in ``path``, by ``new``."""
+    text = path.read_text()
+    assert old in text, f"{old!r} is not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template's working tree as a repository with three versions.
+
+    An untagged commit from before the items tests moved (a pre-release);
+    ``v0.1.0``, the working tree as it is; ``v0.2.0``, with a line of the
+    rendered README rewritten and a section added.
+    """
+    repo = tmp_path_factory.mktemp("template")
+    matrix.snapshot(repo)
+    undo_move(repo)
+    git(repo, "-c", "init.defaultBranch=main", "init", "--quiet")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "Before the move")
+    git(repo, "rm", "-r", "--quiet", ".")
+    matrix.snapshot(repo)
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "The working tree")
+    git(repo, "tag", "v0.1.0")
+    readme = repo / "template" / "README.md.jinja"
+    rewrite(readme, SERVE_LINE, SERVE_LINE_V2)
+    readme.write_text(readme.read_text() + "\n" + SUPPORT)
+    git(repo, "commit", "--quiet", "-am", "A README that says who helps")
+    git(repo, "tag", "v0.2.0")
+    return repo
+
+
+def render(template: Path, dst: Path, ref: str, /, **data: object) -> Path:
+    """Render ``template`` at ``ref`` as a user would: with ``--trust``, so the hooks run."""
+    run_copy(str(template), dst, vcs_ref=ref, data=data, defaults=True, unsafe=True, quiet=True)
+    return dst
+
+
+def update(dst: Path, ref: str, /, **data: object) -> None:
+    """``copier update --trust --defaults --conflict inline --vcs-ref REF``, with ``--data``."""
+    run_update(
+        dst,
+        vcs_ref=ref,
+        data=data,
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+        conflict="inline",
+        skip_answered=True,
+    )
+
+
+def commit(dst: Path, message: str) -> None:
+    """Commit everything in the service, as its user."""
+    git(dst, "add", "--all")
+    git(dst, "commit", "--quiet", "-m", message)
+
+
+def files(tree: Path) -> list[str]:
+    """Every file of ``tree`` outside ``.git``, relative and sorted."""
+    return sorted(
+        path.relative_to(tree).as_posix() for path in tree.rglob("*") if path.is_file() and ".git" not in path.parts
+    )
+
+
+def leftovers(tree: Path) -> list[str]:
+    """Rejected hunks and conflict markers that an update left behind."""
+    found = [name for name in files(tree) if name.endswith(".rej")]
+    marker = re.compile(r"^(<{7}|>{7}) ", re.MULTILINE)
+    for name in files(tree):
+        text = (tree / name).read_bytes().decode(errors="replace")
+        if marker.search(text):
+            found.append(name)
+    return found
+
+
+def changed(dst: Path) -> list[str]:
+    """What ``git status`` reports, untracked files included."""
+    return git(dst, "status", "--porcelain", "--untracked-files=all").splitlines()
+
+
+def check_tests_pass(server: matrix.ForkServer, tree: Path, database: str = "sqlite") -> None:
+    """Run the service's own tests; fail with their output if they fail."""
+    env = matrix.test_env(matrix.Combo(database), os.environ.get("TEST_POSTGRES_URL", matrix.DEFAULT_POSTGRES_URL))
+    failure = server.pytest(tree, env)
+    assert failure is None, str(failure)
+
+
+# ---------------------------------------------------------------------------
+# Hooks
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service rendered at v0.1.0 with the defaults, hooks run, left as rendered."""
+    return render(releases, tmp_path_factory.mktemp("rendered") / "svc", "v0.1.0")
+
+
+@pytest.fixture(scope="module")
+def monorepo(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with one commit and, not yet committed, a service rendered in it."""
+    outer = tmp_path_factory.mktemp("monorepo")
+    git(outer, "-c", "init.defaultBranch=main", "init", "--quiet")
+    git(outer, "commit", "--quiet", "--allow-empty", "-m", "Monorepo")
+    render(releases, outer / "services" / "svc", "v0.1.0")
+    return outer
+
+
+def test_copy_commits_the_render_without_a_git_identity(rendered: Path) -> None:
+    """A copy with --trust leaves a repository whose first commit holds the whole render."""
+    assert git(rendered, "rev-list", "--count", "HEAD").strip() == "1"
+    author = subprocess.run(
+        ["git", "log", "--format=%an <%ae>"], cwd=rendered, capture_output=True, text=True, check=True
+    )
+    assert author.stdout == "fastapi-service-template <fastapi-service-template@localhost>\n"
+    assert changed(rendered) == []
+    tracked = git(rendered, "ls-files").split()
+    assert ".copier-answers.yml" in tracked
+    assert f"src/{PACKAGE}/main.py" in tracked
+    assert ".env" not in tracked
+
+
+def test_copy_into_a_repository_makes_no_repository_of_its_own(monorepo: Path) -> None:
+    """A service rendered inside an existing repository leaves that repository's history alone."""
+    assert not (monorepo / "services" / "svc" / ".git").exists()
+    assert git(monorepo, "rev-list", "--count", "HEAD").strip() == "1"
+    untracked = changed(monorepo)
+    assert "?? services/svc/.copier-answers.yml" in untracked
+    assert all(line.startswith("?? services/svc/") for line in untracked)
+
+
+def test_copy_writes_a_fresh_secret_to_env_only(rendered: Path, monorepo: Path) -> None:
+    """With service_auth, .env gets a new SERVICE_SECRET that is in no other file, commit or answer."""
+    secret = env_file.value_in((rendered / ".env").read_text(), "SERVICE_SECRET")
+    assert secret
+    assert len(secret) >= 32
+    other = env_file.value_in((monorepo / "services" / "svc" / ".env").read_text(), "SERVICE_SECRET")
+    assert other
+    assert secret != other
+    assert stat.S_IMODE((rendered / ".env").stat().st_mode) == 0o600
+    git(rendered, "check-ignore", "--quiet", ".env")
+    for name in files(rendered):
+        if name != ".env":
+            assert secret not in (rendered / name).read_bytes().decode(errors="replace"), name
+    assert secret not in git(rendered, "log", "--all", "--patch")
+
+
+def test_copy_without_service_auth_writes_env_without_secret(releases: Path, tmp_path: Path) -> None:
+    """Without service_auth, .env is still written (Compose reads it), with every setting left at its default."""
+    dst = render(releases, tmp_path / "svc", "v0.1.0", service_auth=False)
+    written = (dst / ".env").read_text()
+    assert env_file.value_in(written, "SERVICE_SECRET") is None
+    assert not [line for line in written.splitlines() if line and not line.startswith("#")]
+
+
+def test_skip_tasks_renders_a_complete_working_service(
+    releases: Path, rendered: Path, tmp_path: Path, fork_server: matrix.ForkServer
+) -> None:
+    """Rendered with --skip-tasks and no --trust, the service is all there and its tests pass."""
+    dst = tmp_path / "svc"
+    run_copy(str(releases), dst, vcs_ref="v0.1.0", defaults=True, quiet=True, skip_tasks=True)
+    assert not (dst / ".git").exists()
+    assert not (dst / ".env").exists()
+    assert files(dst) == [name for name in files(rendered) if name != ".env"]
+    check_tests_pass(fork_server, dst)
+
+
+def test_env_hook_fills_the_placeholder_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An .env.example placeholder becomes a real secret, the other settings stay defaults; a rerun changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    Path(".env.example").write_text("# Settings\nPORT=8000\nSERVICE_SECRET=change-me\nSERVICE_SECRET_PREVIOUS=\n")
+    assert env_file.main(["--secret", "SERVICE_SECRET"]) == 0
+    written = Path(".env").read_text()
+    secret = env_file.value_in(written, "SERVICE_SECRET")
+    assert secret not in {None, "", "change-me"}
+    settings = f"# Settings\n# PORT=8000\nSERVICE_SECRET={secret}\n# SERVICE_SECRET_PREVIOUS=\n"
+    assert written == env_file.HEADER + settings
+    assert env_file.main(["--secret", "SERVICE_SECRET"]) == 0
+    assert Path(".env").read_text() == written
+
+
+def test_env_hook_adds_a_missing_secret_to_an_existing_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's .env without the secret (the flag turned on later) gains one and keeps its own values."""
+    monkeypatch.chdir(tmp_path)
+    Path(".env.example").write_text("PORT=8000\n")
+    Path(".env").write_text("PORT=9001")
+    assert env_file.main(["--secret", "SERVICE_SECRET"]) == 0
+    port, secret = Path(".env").read_text().splitlines()
+    assert port == "PORT=9001"
+    assert re.fullmatch(r"SERVICE_SECRET=[A-Za-z0-9_-]{43}", secret)
+
+
+def test_env_hook_keeps_a_real_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret the user already set is never replaced."""
+    monkeypatch.chdir(tmp_path)
+    Path(".env.example").write_text("SERVICE_SECRET=change-me\n")
+    Path(".env").write_text("SERVICE_SECRET='theirs'\n")
+    assert env_file.main(["--secret", "SERVICE_SECRET"]) == 0
+    assert Path(".env").read_text() == "SERVICE_SECRET='theirs'\n"
+
+
+# ---------------------------------------------------------------------------
+# Updates
+# ---------------------------------------------------------------------------
+
+
+def test_update_brings_the_change_and_keeps_the_users_work(
+    releases: Path, tmp_path: Path, fork_server: matrix.ForkServer
+) -> None:
+    """From v0.1.0 to v0.2.0 the template's change arrives, the user's edits stay, and the tests pass."""
+    dst = render(releases, tmp_path / "svc", "v0.1.0")
+    own = dst / "src" / PACKAGE / "pricing.py"
+    own.write_text('"""The user\'s own module."""\n\nVAT = 0.2\n')
+    rewrite(dst / "README.md", "A FastAPI microservice.\n", "A FastAPI microservice.\n\nOwned by the pricing team.\n")
+    commit(dst, "Pricing")
+    update(dst, "v0.2.0")
+    readme = (dst / "README.md").read_text()
+    assert SERVE_LINE_V2.replace("{{ package_name }}", PACKAGE) in readme
+    assert readme.endswith(SUPPORT)
+    assert "Owned by the pricing team.\n" in readme
+    assert own.read_text() == '"""The user\'s own module."""\n\nVAT = 0.2\n'
+    assert "_commit: v0.2.0" in (dst / ".copier-answers.yml").read_text()
+    assert leftovers(dst) == []
+    assert sorted(changed(dst)) == [" M .copier-answers.yml", " M README.md"]
+    check_tests_pass(fork_server, dst)
+
+
+def test_update_to_the_same_version_changes_nothing(releases: Path, tmp_path: Path) -> None:
+    """Updating a service to the version it already has leaves every file as it was."""
+    dst = render(releases, tmp_path / "svc", "v0.2.0")
+    before = {name: (dst / name).read_bytes() for name in files(dst)}
+    update(dst, "v0.2.0")
+    assert changed(dst) == []
+    assert {name: (dst / name).read_bytes() for name in files(dst)} == before
+
+
+def test_conflicting_edit_surfaces_as_inline_markers(releases: Path, tmp_path: Path) -> None:
+    """A line both the user and the template changed shows both versions between git's markers."""
+    dst = render(releases, tmp_path / "svc", "v0.1.0")
+    users = "`uvicorn example_service.main:create_app --factory --workers 4` in production."
+    rewrite(dst / "README.md", SERVE_LINE.replace("{{ package_name }}", PACKAGE), users)
+    commit(dst, "Production notes")
+    update(dst, "v0.2.0")
+    readme = (dst / "README.md").read_text()
+    conflict = (
+        f"<<<<<<< before updating\n{users}\n=======\n"
+        f"{SERVE_LINE_V2.replace('{{ package_name }}', PACKAGE)}\n>>>>>>> after updating\n"
+    )
+    assert conflict in readme
+    assert readme.endswith(SUPPORT)
+    assert git(dst, "diff", "--name-only", "--diff-filter=U").split() == ["README.md"]
+    assert not list(dst.rglob("*.rej"))
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A flag turned on by ``copier update --data``, and what that brings."""
+
+    answer: str
+    off: object
+    on: object
+    files: list[str]
+    dependencies: list[str] = field(default_factory=list)
+    settings: list[str] = field(default_factory=list)
+
+
+# More flags join this list as their features land (metrics: metrics.py,
+# prometheus-client). `files` are relative to the service, with {pkg}.
+FLAGS = [
+    Flag("api_versioning", off=False, on=True, files=["src/{pkg}/api/v2.py"]),
+    Flag(
+        "database",
+        off="none",
+        on="sqlite",
+        files=["alembic.ini", "migrations/env.py", "src/{pkg}/database.py"],
+        dependencies=['"aiosqlite', '"alembic', '"sqlalchemy[asyncio]'],
+        settings=["DATABASE_URL"],
+    ),
+]
+
+
+@pytest.mark.parametrize("flag", FLAGS, ids=[flag.answer for flag in FLAGS])
+def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
+    flag: Flag, releases: Path, tmp_path: Path, fork_server: matrix.ForkServer
+) -> None:
+    """``copier update --data FLAG=on`` adds the feature's files, dependencies and settings; off takes them away."""
+    dst = render(releases, tmp_path / "svc", "v0.2.0", **{flag.answer: flag.off})
+    first = git(dst, "rev-parse", "HEAD").strip()
+    paths = [dst / name.format(pkg=PACKAGE) for name in flag.files]
+
+    def present() -> list[bool]:
+        pyproject = (dst / "pyproject.toml").read_text()
+        example = (dst / ".env.example").read_text()
+        return (
+            [path.is_file() for path in paths]
+            + [dependency in pyproject for dependency in flag.dependencies]
+            + [f"\n{name}=" in example for name in flag.settings]
+        )
+
+    assert not any(present())
+    update(dst, "v0.2.0", **{flag.answer: flag.on})
+    assert all(present())
+    assert leftovers(dst) == []
+    check_tests_pass(fork_server, dst)
+    commit(dst, f"Turn {flag.answer} on")
+    update(dst, "v0.2.0", **{flag.answer: flag.off})
+    assert not any(present())
+    git(dst, "add", "--all")
+    assert git(dst, "diff", "--cached", "--stat", first) == ""
+
+
+def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: Path, tmp_path: Path) -> None:
+    """Turning service_auth on by update adds a secret to .env; turning it off leaves the user's .env alone."""
+    dst = render(releases, tmp_path / "svc", "v0.2.0", service_auth=False)
+    assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") is None
+    update(dst, "v0.2.0", service_auth=True)
+    secret = env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET")
+    assert secret
+    assert not any(line.endswith(" .env") for line in changed(dst))
+    for name in files(dst):
+        if name != ".env":
+            assert secret not in (dst / name).read_bytes().decode(errors="replace"), name
+    commit(dst, "Service auth on")
+    update(dst, "v0.2.0", service_auth=False)
+    assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") == secret
+
+
+def released_tags() -> list[str]:
+    """The template's release tags, oldest first."""
+    listed = subprocess.run(
+        ["git", "tag", "-l", "v*", "--sort=v:refname"], cwd=matrix.REPO, capture_output=True, text=True, check=True
+    )
+    return listed.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of the template's repository, its working tree committed on top as HEAD."""
+    clone = tmp_path_factory.mktemp("history") / "template"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(matrix.REPO), str(clone)], check=True)
+    git(clone, "rm", "-r", "--quiet", "--ignore-unmatch", ".")
+    matrix.snapshot(clone)
+    git(clone, "add", "--all")
+    git(clone, "commit", "--quiet", "--allow-empty", "-m", "The working tree")
+    return clone
+
+
+@pytest.mark.parametrize("tag", released_tags())
+def test_every_release_updates_to_head_cleanly(tag: str, history: Path, rendered: Path, tmp_path: Path) -> None:
+    """A service rendered from any released tag updates to the working tree with nothing to resolve."""
+    dst = render(history, tmp_path / "svc", tag)
+    update(dst, "HEAD")
+    assert leftovers(dst) == []
+    assert git(dst, "diff", "--name-only", "--diff-filter=U") == ""
+    # `rendered` is the working tree rendered with the same (default) answers.
+    assert files(dst) == files(rendered)
+
+
+# ---------------------------------------------------------------------------
+# Migrations
+# ---------------------------------------------------------------------------
+
+USERS_TEST = '''
+
+async def test_items_start_empty(client: httpx.AsyncClient) -> None:
+    """A new service has no items."""
+    assert (await client.get(LIST)).json() == []
+'''
+
+
+def test_moved_file_keeps_the_users_edits(releases: Path, tmp_path: Path, fork_server: matrix.ForkServer) -> None:
+    """Updating across the move of the items tests carries the user's own test to the new file."""
+    before_move = git(releases, "rev-parse", "--short", "v0.1.0^").strip()
+    dst = render(releases, tmp_path / "svc", before_move)
+    old = dst / MOVED_FROM
+    old.write_text(old.read_text() + USERS_TEST)
+    commit(dst, "A test of our own")
+    update(dst, "v0.1.0")
+    assert not old.exists()
+    moved = (dst / MOVED_TO).read_text()
+    assert moved.endswith(USERS_TEST)
+    assert "from ..conftest import" in moved
+    assert leftovers(dst) == []
+    check_tests_pass(fork_server, dst)
+
+
+def test_moved_file_unedited_just_moves(releases: Path, rendered: Path, tmp_path: Path) -> None:
+    """A service that never touched the moved file ends up exactly as a fresh render of the new version."""
+    before_move = git(releases, "rev-parse", "--short", "v0.1.0^").strip()
+    dst = render(releases, tmp_path / "svc", before_move)
+    assert (dst / MOVED_FROM).is_file()
+    update(dst, "v0.1.0")
+    assert files(dst) == files(rendered)
+    for name in files(rendered):
+        if name != ".env":
+            assert (dst / name).read_bytes() == (rendered / name).read_bytes(), name

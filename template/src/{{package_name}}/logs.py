@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 # Attributes every LogRecord has; anything else on a record was passed in
-# `extra=` (or set by a filter) and belongs in the JSON line.
+# `extra=` (or set by a filter) and belongs in the JSON line. uvicorn adds
+# `color_message`, its message with terminal colours: noise in JSON.
 _STANDARD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)),
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
 
 
 _HANDLER_NAME = "service"
@@ -37,8 +38,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, log_format: Literal["json", "console"]) -> None:
-    """Send every logger, uvicorn's included, to one stdout handler."""
+def configure_logging(level: str, log_format: Literal["json", "console"]) -> logging.Handler:
+    """Send every logger, uvicorn's included, to one stdout handler, and return it."""
     handler = logging.StreamHandler(sys.stdout)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -59,3 +60,4 @@ def configure_logging(level: str, log_format: Literal["json", "console"]) -> Non
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    return handler

@@ -151,6 +151,10 @@ def _speed_up_copier() -> None:
                self.keep_trailing_newline, self.block_start_string, self.variable_start_string)
         if key not in _JINJA_CODE:
             _JINJA_CODE[key] = compile_uncached(self, source, name, filename, raw, defer_init)
+        else:
+            # Extensions reset their state in `preprocess` (copier's `yield`
+            # tag does), which compiling would have run.
+            self.preprocess(source, name, filename)
         return _JINJA_CODE[key]
 
     compile_cached._matrix_cached = True  # type: ignore[attr-defined]

@@ -120,6 +120,7 @@ def test_no_server_error(service_url: str, tmp_path: Path) -> None:
             str(tmp_path),
             "--no-color",
         ],
+        cwd=tmp_path,  # schemathesis keeps a cache in its working folder
         capture_output=True,
         text=True,
         timeout=120,

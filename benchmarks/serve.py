@@ -7,7 +7,8 @@
 ``rendered`` is the rendered service's ``create_app()`` (settings from the
 environment); ``bare`` is a FastAPI app with the same two routes and nothing
 else; ``seed`` is ``bare`` plus a request ID set by ``@app.middleware("http")``,
-the seed's style, which runs through Starlette's ``BaseHTTPMiddleware``.
+the seed's style, which runs through Starlette's ``BaseHTTPMiddleware``;
+``upstream`` is the client benchmark's stand-in upstream.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ def seed_app() -> FastAPI:
     return app
 
 
+def upstream_app() -> FastAPI:
+    """A stand-in upstream for the client benchmark: one item at ``/api/v1/items/{item_id}``."""
+    app = FastAPI()
+    body = b'{"id":1,"name":"an item"}'
+
+    @app.get("/api/v1/items/{item_id}")
+    async def read_item(item_id: int) -> Response:
+        return Response(body, media_type="application/json")
+
+    return app
+
+
 def rendered_app(src: Path) -> FastAPI:
     """The rendered service's app, its settings read from the environment."""
     sys.path.insert(0, str(src))
@@ -66,14 +79,14 @@ def rendered_app(src: Path) -> FastAPI:
 def main() -> None:
     """Build the app named on the command line and serve it on loopback."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["rendered", "bare", "seed"])
+    parser.add_argument("kind", choices=["rendered", "bare", "seed", "upstream"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--src", type=Path, help="the rendered tree's src folder (for rendered)")
     args = parser.parse_args()
     if args.kind == "rendered":
         app = rendered_app(args.src)
     else:
-        app = bare_app() if args.kind == "bare" else seed_app()
+        app = {"bare": bare_app, "seed": seed_app, "upstream": upstream_app}[args.kind]()
     # The same settings for all three: one worker, loopback, quiet, no access log.
     uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning", access_log=False)
 

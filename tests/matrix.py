@@ -151,6 +151,10 @@ def _speed_up_copier() -> None:
                self.keep_trailing_newline, self.block_start_string, self.variable_start_string)
         if key not in _JINJA_CODE:
             _JINJA_CODE[key] = compile_uncached(self, source, name, filename, raw, defer_init)
+        else:
+            # Extensions reset per-template state in their preprocess hook
+            # (copier's {% yield %} its yield context), which only compiling runs.
+            self.preprocess(source, name, filename)
         return _JINJA_CODE[key]
 
     compile_cached._matrix_cached = True  # type: ignore[attr-defined]

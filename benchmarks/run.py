@@ -2,10 +2,12 @@
 
     python benchmarks/run.py                      # all four, in order
     python benchmarks/run.py throughput client    # only those
+    python benchmarks/run.py asgi --profile       # where the rendered service's time goes
     python benchmarks/run.py --template /path/to/another/checkout matrix --sample 8
 
 Benchmarks: ``throughput`` (the rendered service against bare FastAPI and the
-seed's style, under wrk), ``client`` (the resilient client against raw httpx,
+seed's style, under wrk), ``asgi`` (the same three apps' cost per request in
+process, no network; ``--profile`` adds a pyinstrument profile), ``client`` (the resilient client against raw httpx,
 and an open circuit), ``matrix`` (the template suite's phases per combination),
 ``copier`` (``copier copy`` and ``copier update`` from the CLI). Each renders
 from a snapshot of ``--template`` (default: this repository's working tree).
@@ -20,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import asgi_bench  # noqa: E402
 import client_bench  # noqa: E402
 import common  # noqa: E402
 import copier_bench  # noqa: E402
@@ -28,6 +31,7 @@ import throughput  # noqa: E402
 
 BENCHMARKS = {
     "throughput": throughput,
+    "asgi": asgi_bench,
     "client": client_bench,
     "matrix": matrix_bench,
     "copier": copier_bench,

@@ -18,6 +18,7 @@ import common
 SERVE = Path(__file__).with_name("serve.py")
 ROUTES = ["/health/live", "/api/v1/items"]
 KINDS = ["rendered", "bare", "seed"]
+WRK = "/usr/bin/wrk"  # Debian's
 
 
 def free_port() -> int:
@@ -53,7 +54,7 @@ def status_of(port: int, route: str) -> int:
 def wrk(port: int, route: str, seconds: int, threads: int, connections: int) -> tuple[float, int]:
     """Requests/s of one wrk run, and how many answers were not 2xx/3xx."""
     out = subprocess.run(
-        [args_wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{route}"],
+        [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{route}"],
         capture_output=True,
         text=True,
         check=True,
@@ -64,8 +65,6 @@ def wrk(port: int, route: str, seconds: int, threads: int, connections: int) -> 
         raise RuntimeError(f"wrk printed no rate:\n{out}")
     return float(rate[1]), int(bad[1]) if bad else 0
 
-
-args_wrk = "/usr/bin/wrk"
 
 
 def run(template: Path, rounds: int, seconds: int, threads: int, connections: int) -> dict[str, dict[str, float]]:
@@ -99,7 +98,7 @@ def _measure(
     connections: int,
 ) -> dict[str, dict[str, float]]:
     print(
-        f"wrk -t{threads} -c{connections}, {rounds} rounds x {seconds:g} s per app and route, apps in turn"
+        f"wrk -t{threads} -c{connections}, {rounds} rounds x {seconds} s per app and route, apps in turn"
         " (rendered, bare, seed, rendered, ...); uvicorn: 1 worker, 127.0.0.1, log_level=warning,"
         " access_log=False; rendered service with LOG_LEVEL=WARNING LOG_FORMAT=json.\n"
         f"NOTE: this machine has {os.cpu_count()} cores: wrk and the server under load share them,"
@@ -142,7 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     group = parser.add_argument_group("throughput")
     group.add_argument("--rounds", type=int, default=5, help="rounds of A B C per route (5)")
-    group.add_argument("--seconds", type=int, default=3.0, help="seconds per wrk run (3)")
+    group.add_argument("--seconds", type=int, default=3, help="seconds per wrk run (3)")
     group.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     group.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
 

@@ -18,11 +18,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-import matrix  # noqa: E402  (tests/matrix.py, found through the line above)
+import matrix
 
 # The rendered service's package under the default answers.
 PACKAGE = "example_service"
@@ -122,7 +123,7 @@ def workdir(prefix: str) -> Iterator[Path]:
 class Stopwatch:
     """Wall and CPU time of a block: this process's and its waited-for children's."""
 
-    def __enter__(self) -> Stopwatch:
+    def __enter__(self) -> Self:
         """Start."""
         self._wall = time.perf_counter()
         self._cpu = _cpu_now()

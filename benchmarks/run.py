@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import asgi_bench  # noqa: E402
-import client_bench  # noqa: E402
-import common  # noqa: E402
-import copier_bench  # noqa: E402
-import matrix_bench  # noqa: E402
-import throughput  # noqa: E402
+import asgi_bench
+import client_bench
+import common
+import copier_bench
+import matrix_bench
+import throughput
 
 BENCHMARKS = {
     "throughput": throughput,

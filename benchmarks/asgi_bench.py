@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -120,15 +118,9 @@ def run(template: Path, count: int, rounds: int, profile: bool) -> None:
         tree = common.render_default(template, work)
         env = common.service_env(tree)
         common.migrate(tree, env)
-        os.environ.update(env)
-        cwd = os.getcwd()
-        os.chdir(tree)
-        try:
+        with common.inside_service(tree, env):
             apps = {"rendered": serve.rendered_app(tree / "src"), "bare": serve.bare_app(), "seed": serve.seed_app()}
             asyncio.run(_run_all(apps, count, rounds, profile))
-        finally:
-            os.chdir(cwd)
-            sys.path.remove(str(tree / "src"))
 
 
 async def _run_all(apps: dict[str, Any], count: int, rounds: int, profile: bool) -> None:

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -29,13 +28,8 @@ import throughput
 ITEM_PATH = "/api/v1/items/1"
 
 
-def _import_service(tree: Path, env: dict[str, str]) -> tuple[ModuleType, Any] | None:
-    """The rendered ``outbound`` module and the settings, or None without a client."""
-    if not (tree / "src" / common.PACKAGE / "outbound.py").exists():
-        return None
-    os.environ.update(env)
-    os.chdir(tree)
-    sys.path.insert(0, str(tree / "src"))
+def _import_service() -> tuple[ModuleType, Any]:
+    """The rendered ``outbound`` module and the settings (inside `common.inside_service`)."""
     outbound = importlib.import_module(f"{common.PACKAGE}.outbound")
     settings = importlib.import_module(f"{common.PACKAGE}.settings").load_settings()
     # The breaker logs when it opens; that one line is not a figure.
@@ -150,17 +144,16 @@ def run(template: Path, rounds: int, calls: int) -> None:
         port = throughput.free_port()
         base_url = f"http://127.0.0.1:{port}"
         env = {**common.service_env(tree), "USER_SERVICE_URL": base_url}
-        service = _import_service(tree, env)
-        if service is None:
+        if not (tree / "src" / common.PACKAGE / "outbound.py").exists():
             print("skipped: the rendered default service has no resilient client (no outbound.py)")
             return
         command = [sys.executable, str(throughput.SERVE), "upstream", "--port", str(port)]
         server = subprocess.Popen(command, cwd=work)
         try:
             throughput.wait_ready(port, server)
-            asyncio.run(_measure(*service, base_url, rounds, calls))
+            with common.inside_service(tree, env):
+                asyncio.run(_measure(*_import_service(), base_url, rounds, calls))
         finally:
-            os.chdir(common.REPO)
             server.terminate()
             server.wait(timeout=30)
 

@@ -120,6 +120,27 @@ def workdir(prefix: str) -> Iterator[Path]:
             subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
+@contextmanager
+def inside_service(tree: Path, env: Mapping[str, str]) -> Iterator[None]:
+    """Import the rendered service in this process: its ``src`` on the path, its
+    environment set, its folder current. All of it is undone on exit, so that
+    the next benchmark in the same run sees neither this tree nor its settings.
+    """
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.update(env)
+    os.chdir(tree)
+    sys.path.insert(0, str(tree / "src"))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(tree / "src"))
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
+            del sys.modules[name]
+
+
 class Stopwatch:
     """Wall and CPU time of a block: this process's and its waited-for children's."""
 

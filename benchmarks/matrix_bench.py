@@ -89,6 +89,8 @@ def run(template: Path, sample: int, seed: int) -> None:
                     + f"  total {sum(wall.values()):5.2f} s{failed}",
                     flush=True,
                 )
+                for failure in failures:  # enough to tell what broke; the suite shows the rest
+                    print("      " + "\n      ".join(str(failure).splitlines()[:4]))
                 shutil.rmtree(tree, ignore_errors=True)
         finally:
             server.close()

@@ -1,6 +1,6 @@
 """Run the benchmarks: figures to read, never a pass or a fail.
 
-    python benchmarks/run.py                      # all four, in order
+    python benchmarks/run.py                      # all five, in order
     python benchmarks/run.py throughput client    # only those
     python benchmarks/run.py asgi --profile       # where the rendered service's time goes
     python benchmarks/run.py --template /path/to/another/checkout matrix --sample 8

@@ -70,7 +70,8 @@ def upstream_app() -> FastAPI:
 
 def rendered_app(src: Path) -> FastAPI:
     """The rendered service's app, its settings read from the environment."""
-    sys.path.insert(0, str(src))
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
     main = importlib.import_module(f"{PACKAGE}.main")
     app: FastAPI = main.create_app()
     return app

@@ -1,0 +1,64 @@
+"""Run the benchmarks: figures to read, never a pass or a fail.
+
+    python benchmarks/run.py                      # all five, in order
+    python benchmarks/run.py throughput client    # only those
+    python benchmarks/run.py asgi --profile       # where the rendered service's time goes
+    python benchmarks/run.py --template /path/to/another/checkout matrix --sample 8
+
+Benchmarks: ``throughput`` (the rendered service against bare FastAPI and the
+seed's style, under wrk), ``asgi`` (the same three apps' cost per request in
+process, no network; ``--profile`` adds a pyinstrument profile), ``client`` (the resilient client against raw httpx,
+and an open circuit), ``matrix`` (the template suite's phases per combination),
+``copier`` (``copier copy`` and ``copier update`` from the CLI). Each renders
+from a snapshot of ``--template`` (default: this repository's working tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import asgi_bench
+import client_bench
+import common
+import copier_bench
+import matrix_bench
+import throughput
+
+BENCHMARKS = {
+    "throughput": throughput,
+    "asgi": asgi_bench,
+    "client": client_bench,
+    "matrix": matrix_bench,
+    "copier": copier_bench,
+}
+
+
+def main() -> int:
+    """Parse the options, then run each benchmark asked for."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("only", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run ({', '.join(BENCHMARKS)}); all when none is named")
+    parser.add_argument("--template", type=Path, default=common.REPO,
+                        help="the template checkout to render from (default: this repository)")
+    for module in BENCHMARKS.values():
+        module.add_arguments(parser)
+    args = parser.parse_args()
+    args.template = args.template.resolve()
+    unknown = sorted(set(args.only) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    names = args.only or list(BENCHMARKS)
+    print(f"benchmarks {', '.join(names)} of {args.template}")
+    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {common.machine()}")
+    for name in names:
+        BENCHMARKS[name].main(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from ..deps import StoreDep
 from ..problems import ProblemError
-from ..schemas import Item, ItemCreate
+from ..schemas import Item, ItemCreate, ItemId
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items on one page")]
 # Bounded by the databases' 64-bit integers: a larger offset is a 422, not a
@@ -24,7 +24,7 @@ async def create_item(body: ItemCreate, store: StoreDep) -> Item:
 
 
 @router.get("/items/{item_id}")
-async def read_item(item_id: int, store: StoreDep) -> Item:
+async def read_item(item_id: ItemId, store: StoreDep) -> Item:
     """Return one item, or a 404 problem."""
     item = await store.get(item_id)
     if item is None:

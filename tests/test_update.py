@@ -348,9 +348,30 @@ class Flag:
     settings: list[str] = field(default_factory=list)
 
 
-# More flags join this list as their features land (metrics: metrics.py,
-# prometheus-client). `files` are relative to the service, with {pkg}.
+# `files` are relative to the service, with {pkg}.
 FLAGS = [
+    Flag(
+        "metrics",
+        off=False,
+        on=True,
+        files=["src/{pkg}/metrics.py", "tests/test_metrics.py"],
+        dependencies=['"prometheus-client'],
+    ),
+    Flag(
+        "health_checks",
+        off=False,
+        on=True,
+        files=["src/{pkg}/health.py", "tests/test_health.py"],
+        settings=["HEALTH_CHECK_TIMEOUT"],
+    ),
+    Flag(
+        "http_client",
+        off=False,
+        on=True,
+        files=["src/{pkg}/outbound.py", "src/{pkg}/breaker.py", "src/{pkg}/upstreams/user_service.py"],
+        dependencies=['"tenacity'],
+        settings=["SERVICE_TIMEOUT", "USER_SERVICE_URL"],
+    ),
     Flag("api_versioning", off=False, on=True, files=["src/{pkg}/api/v2.py"]),
     Flag(
         "database",

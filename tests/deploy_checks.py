@@ -405,6 +405,11 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         for kind, path in wanted_probes.items():
             if probes[kind].get("httpGet") != {"path": path, "port": "http"}:
                 yield f"deployment.yaml: {kind} is not GET {path} on the http port"
+        # The paths the probes ask for are the ones the service's code routes.
+        routed = "".join(path.read_text() for path in tree.glob("src/*/health.py"))
+        for path in sorted(set(wanted_probes.values())):
+            if f'@router.get("{path}"' not in routed and f'@router.get(\n    "{path}"' not in routed:
+                yield f"deployment.yaml: probes {path}, which src/*/health.py does not route"
     else:
         for kind, probe in probes.items():
             if probe.get("tcpSocket") != {"port": "http"}:

@@ -13,6 +13,37 @@ import pytest
 import matrix
 
 
+# Tests that take several seconds each (copier update in git repositories, a
+# served app under schemathesis, a fault drill, copier at a real prompt...).
+SLOW = {
+    "tests/test_update.py",
+    "tests/test_schemathesis.py",
+    "tests/test_fault_drill.py",
+    "tests/test_questionnaire.py::test_bad_answer_is_refused_at_the_prompt",
+    "tests/test_content_checks.py::test_fast_render_matches_copier",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest tests first, so that both workers finish together.
+
+    xdist hands tests out in this order; a long one left for the end keeps one
+    core busy while the other idles. Each combination costs more the more
+    flags it has, and PostgreSQL's round trips add to it.
+    """
+
+    def cost(item: pytest.Item) -> int:
+        name = item.nodeid.split("[")[0]
+        if name in SLOW or name.split("::")[0] in SLOW:
+            return 100
+        combo = getattr(item, "callspec", None) and item.callspec.params.get("combo")
+        if isinstance(combo, matrix.Combo):
+            return 10 + len(combo.flags) + (combo.database == "postgresql")
+        return 0
+
+    items.sort(key=cost, reverse=True)
+
+
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the template's working tree, as copier will render it."""

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 
 WARM = [
     "pytest",
@@ -42,14 +43,46 @@ WARM = [
     "opentelemetry.sdk.trace",
     "opentelemetry.instrumentation.fastapi",
     "opentelemetry.instrumentation.httpx",
+    # Imported on first use, by every session or by those of some flags: the
+    # anyio plugin and backend, httpx's default transport, uvicorn's protocols,
+    # the OTLP exporter (protobuf), the Prometheus text parser, pydantic.v1
+    # (FastAPI's compatibility layer).
+    "anyio.pytest_plugin",
+    "anyio._backends._asyncio",
+    "anyio.streams.stapled",
+    "anyio.streams.tls",
+    "httpcore",
+    "certifi",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.websockets.auto",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.sdk.trace.export.in_memory_span_exporter",
+    "prometheus_client.parser",
+    "pydantic.v1",
+    "encodings.idna",
+    "fastapi.telemetry._runtime",
+    "prometheus_client.core",
+    # What pytest's own plugins import as a session starts.
+    "pdb",
+    "faulthandler",
 ]
 
 
 def warm_up() -> None:
-    """Import what every rendered test session imports anyway."""
-    for name in WARM:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    """Import what every rendered test session imports anyway.
+
+    A module that warns as it is imported is left out: imported here, its
+    warning would never reach the session's ``-W error``.
+    """
+    from _pytest.config import default_plugins
+
+    for name in [*WARM, *(f"_pytest.{plugin}" for plugin in default_plugins)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with contextlib.suppress(ImportError, Warning):
+                importlib.import_module(name)
 
 
 def run(request: dict[str, object]) -> dict[str, object]:

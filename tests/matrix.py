@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,18 +174,15 @@ class Failure:
         return f"--- {self.check} failed:\n{self.output}"
 
 
-def _run(check: str, args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> Failure | None:
-    result = subprocess.run(
-        args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if result.returncode == 0:
-        return None
-    return Failure(check, result.stdout + result.stderr)
+def _start(check: str, args: list[str], cwd: Path) -> Callable[[], Failure | None]:
+    """Start a check in a process of its own; the function returned waits for its verdict."""
+    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def verdict() -> Failure | None:
+        output, _ = process.communicate()
+        return None if process.returncode == 0 else Failure(check, output)
+
+    return verdict
 
 
 JINJA_MARKERS = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
@@ -251,19 +248,25 @@ def dependency_problems(tree: Path) -> Iterator[str]:
         yield f"pyproject.toml: depends on {requirement!r}, which no module imports"
 
 
-def static_checks(tree: Path) -> Iterator[Failure]:
-    """Run ruff's linter and formatter check, then ``mypy --strict``."""
-    yield from filter(
-        None,
-        [
-            _run("ruff check", [str(BIN / "ruff"), "check", "--no-cache", "."], tree),
-            _run("ruff format", [str(BIN / "ruff"), "format", "--check", "--no-cache", "."], tree),
-        ],
-    )
+def start_static_checks(tree: Path) -> Callable[[], list[Failure]]:
+    """Start ruff's linter and formatter check and ``mypy --strict`` at once.
+
+    They run in processes of their own while the caller does other work; the
+    function returned waits for them and gives their failures.
+    """
     cache = os.environ.get("MATRIX_MYPY_CACHE", str(Path(tempfile.gettempdir()) / "matrix-mypy-cache"))
-    mypy = _run("mypy", [str(BIN / "mypy"), "--cache-dir", cache], tree)
-    if mypy:
-        yield mypy
+    # mypy first: it takes the longest.
+    verdicts = [
+        _start("mypy", [str(BIN / "mypy"), "--cache-dir", cache], tree),
+        _start("ruff check", [str(BIN / "ruff"), "check", "--no-cache", "."], tree),
+        _start("ruff format", [str(BIN / "ruff"), "format", "--check", "--no-cache", "."], tree),
+    ]
+    return lambda: [failure for verdict in verdicts if (failure := verdict())]
+
+
+def static_checks(tree: Path) -> Iterator[Failure]:
+    """Run ruff's linter and formatter check and ``mypy --strict``."""
+    yield from start_static_checks(tree)()
 
 
 def test_env(combo: Combo, postgres_url: str | None) -> dict[str, str]:
@@ -300,6 +303,13 @@ class ForkServer:
 
     def pytest(self, tree: Path, env: Mapping[str, str]) -> Failure | None:
         """Run the tree's own tests; a failure carries pytest's output."""
+        return self.start(tree, env)()
+
+    def start(self, tree: Path, env: Mapping[str, str]) -> Callable[[], Failure | None]:
+        """Start the tree's own tests; the function returned waits for their verdict.
+
+        One session at a time: call the function before starting another.
+        """
         log = tree.parent / f"{tree.name}.pytest.log"
         assert self._process.stdin is not None
         # A base temp folder of its own: pytest's clean-up of numbered folders
@@ -308,12 +318,16 @@ class ForkServer:
         request = {"cwd": str(tree), "args": args, "env": dict(env), "log": str(log)}
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
-        result = self._read()
-        self.cpu = float(result["cpu"])  # type: ignore[arg-type]
-        code = result["code"]
-        if code == 0:
-            return None
-        return Failure(f"pytest (exit {code})", log.read_text())
+
+        def verdict() -> Failure | None:
+            result = self._read()
+            self.cpu = float(result["cpu"])  # type: ignore[arg-type]
+            code = result["code"]
+            if code == 0:
+                return None
+            return Failure(f"pytest (exit {code})", log.read_text())
+
+        return verdict
 
     def close(self) -> None:
         """Stop the server."""

@@ -31,12 +31,18 @@ def test_combination(
     """The rendered service is clean and its own tests pass."""
     postgres_url = request.getfixturevalue("postgres_url") if combo.database == "postgresql" else None
     tree = matrix.render(template, tmp_path / "service", combo.data)
+    # Every check at once, the slowest first: the rendered tests and mypy run
+    # in processes of their own while this one checks the contents and the
+    # deployment files. Wall time is what counts, and each phase waits (on
+    # PostgreSQL, on process start-up) while another can use the core.
+    tests = fork_server.start(tree, matrix.test_env(combo, postgres_url))
+    static = matrix.start_static_checks(tree)
     failures = [
         *matrix.content_checks(tree),
-        *matrix.static_checks(tree),
         *deploy_checks(tree, combo),
+        *static(),
     ]
-    failure = fork_server.pytest(tree, matrix.test_env(combo, postgres_url))
+    failure = tests()
     if failure:
         failures.append(failure)
     assert not failures, f"{combo.id}:\n" + "\n".join(map(str, failures))

@@ -204,11 +204,12 @@ def test_fault_drill(trees: dict[str, Path], tmp_path: Path) -> None:
         # Each call makes ATTEMPTS attempts; the THRESHOLD-th failure opens the circuit.
         calls_to_open = -(-THRESHOLD // ATTEMPTS)
         for call in range(calls_to_open):
+            # The circuit opens during the last of these calls: not before it began.
+            opened_at = time.monotonic()
             response, took = get(orders)
             assert response.status_code == 503, response.text
             assert response.headers["content-type"] == "application/problem+json"
             assert took < SERVICE_TIMEOUT, f"call {call} took {took:.2f} s"
-        opened_at = time.monotonic()
         assert "Retry-After" in response.headers, "the circuit should be open by now"
 
         response, took = get(orders)

@@ -21,8 +21,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import common
 import httpx
+
+import common
 import throughput
 
 ITEM_PATH = "/api/v1/items/1"

@@ -12,7 +12,6 @@ import pytest
 
 import matrix
 
-
 # Tests that take several seconds each (copier update in git repositories, a
 # served app under schemathesis, a fault drill, copier at a real prompt...).
 SLOW = {

@@ -110,7 +110,7 @@ def run(request: dict[str, object]) -> dict[str, object]:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
             args += ["-p", "anyio"]
             code = int(pytest.main(args))
-        except BaseException:
+        except BaseException:  # noqa: BLE001 -- the child reports any failure in its log, then exits
             traceback.print_exc()
         finally:
             sys.stdout.flush()

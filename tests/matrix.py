@@ -14,8 +14,8 @@ import ast
 import importlib.metadata
 import itertools
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matrix
 import pytest
 from copier import run_copy, run_update
 from plumbum import local
+
+import matrix
 
 # The hooks are scripts, not a package: import the one whose helpers the
 # tests call directly from its folder.

@@ -53,13 +53,7 @@ CLIENT_SETTINGS = {
 
 def deploy_checks(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
     """Run every validator and content check on the rendered ``tree``."""
-    hadolint = subprocess.Popen(
-        [str(matrix.BIN / "hadolint"), "--failure-threshold", "warning", "Dockerfile"],
-        cwd=tree,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    hadolint = _hadolint(tree)
     deptry = _deptry_server().start(tree)
     try:
         yield from _yamllint(tree)
@@ -69,10 +63,40 @@ def deploy_checks(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
         yield from _contents(tree, combo)
     finally:
         # Also when the caller stops at the first failure: no process is left.
-        output, _ = hadolint.communicate()
-    if hadolint.returncode:
-        yield matrix.Failure("hadolint", output)
+        failure = hadolint()
+    if failure:
+        yield failure
     yield from deptry()
+
+
+# Each validator's verdict is a function of the bytes it reads: a verdict is
+# kept per content, so the many combinations that render the same Dockerfile
+# or manifest pay for validating it once per process. A kept verdict is the
+# one the validator gave for those very bytes; nothing is skipped unseen.
+_HADOLINT_VERDICTS: dict[str, matrix.Failure | None] = {}
+
+
+def _hadolint(tree: Path) -> Callable[[], matrix.Failure | None]:
+    """Start ``hadolint --failure-threshold warning Dockerfile`` unless these
+    bytes were judged before; the function returned gives the verdict."""
+    config = tree / ".hadolint.yaml"
+    key = (tree / "Dockerfile").read_text() + "\0" + (config.read_text() if config.exists() else "")
+    if key in _HADOLINT_VERDICTS:
+        return lambda: _HADOLINT_VERDICTS[key]
+    process = subprocess.Popen(
+        [str(matrix.BIN / "hadolint"), "--failure-threshold", "warning", "Dockerfile"],
+        cwd=tree,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def verdict() -> matrix.Failure | None:
+        output, _ = process.communicate()
+        _HADOLINT_VERDICTS[key] = matrix.Failure("hadolint", output) if process.returncode else None
+        return _HADOLINT_VERDICTS[key]
+
+    return verdict
 
 
 # ---------------------------------------------------------------------------
@@ -168,17 +192,32 @@ def _load(path: Path) -> Any:
 
 def _yamllint(tree: Path) -> Iterator[matrix.Failure]:
     """``yamllint --strict .`` with the service's config: any problem fails."""
-    from yamllint import linter
-    from yamllint.config import YamlLintConfig
-
-    config = YamlLintConfig(file=str(tree / ".yamllint.yaml"))
+    config_text = (tree / ".yamllint.yaml").read_text()
+    config = _yamllint_config(config_text)
     problems = []
     for path in sorted(tree.rglob("*")):
         name = path.relative_to(tree).as_posix()
         if path.is_file() and config.is_yaml_file(name) and not config.is_file_ignored(name):
-            problems.extend(f"{name}:{p.line}:{p.column}: {p.level}: {p.message}" for p in linter.run(path.read_text(), config, name))
+            problems.extend(_yamllint_file(config_text, name, path.read_text()))
     if problems:
         yield matrix.Failure("yamllint", "\n".join(problems))
+
+
+@functools.lru_cache(maxsize=16)
+def _yamllint_config(text: str) -> Any:
+    from yamllint.config import YamlLintConfig
+
+    return YamlLintConfig(content=text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _yamllint_file(config_text: str, name: str, text: str) -> tuple[str, ...]:
+    from yamllint import linter
+
+    return tuple(
+        f"{name}:{p.line}:{p.column}: {p.level}: {p.message}"
+        for p in linter.run(text, _yamllint_config(config_text), name)
+    )
 
 
 @functools.cache
@@ -239,12 +278,19 @@ def _json_schemas(tree: Path) -> Iterator[matrix.Failure]:
         ("github-workflows", tree / ".github" / "workflows" / "ci.yml"),
         ("compose-spec", tree / "compose.yaml"),
     ]:
-        errors = [
-            f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
-            for error in _vendored_validator(name).iter_errors(_load_yaml12(path))
-        ]
+        errors = _schema_errors(name, path.read_text())
         if errors:
             yield matrix.Failure(f"check-jsonschema vendor.{name}", "\n".join(errors))
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_errors(name: str, text: str) -> tuple[str, ...]:
+    """check-jsonschema ``--builtin-schema vendor.NAME`` on a YAML text."""
+    document = YAML(typ="safe", pure=True).load(text)
+    return tuple(
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in _vendored_validator(name).iter_errors(document)
+    )
 
 
 def _pre_commit(tree: Path) -> Iterator[matrix.Failure]:

@@ -9,16 +9,23 @@ leaks into another.
 
 Protocol: one JSON object per line on stdin, ``{"cwd", "args", "env", "log"}``;
 one line back on stdout per request, ``{"code": <pytest exit code>}``.
+
+Usage: ``python forkserver.py [REWRITE_CACHE_DIR]`` (see `cache_rewrites`).
 """
 
 import contextlib
 import gc
+import hashlib
 import importlib
 import json
+import marshal
 import os
 import sys
+import tempfile
 import traceback
+import types
 import warnings
+from pathlib import Path
 
 WARM = [
     "pytest",
@@ -85,7 +92,57 @@ def warm_up() -> None:
                 importlib.import_module(name)
 
 
-def run(request: dict[str, object]) -> dict[str, object]:
+def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
+    """``code`` and the code objects nested in it, as if compiled from ``filename``."""
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def cache_rewrites(folder: Path) -> None:
+    """Keep pytest's rewritten test modules by content, across trees.
+
+    pytest rewrites the asserts of each test module it imports (an AST pass
+    and a compile: about a sixth of a rendered session) and keeps the result
+    as a ``.pyc`` beside the module, keyed by the source's hash. Every tree
+    here is new, so that cache never hits, though most test modules are the
+    same bytes in many combinations. This keeps the same result keyed by the
+    source's SHA-256, pytest's and Python's versions and the one setting the
+    rewrite reads (``enable_assertion_pass_hook``), and gives it the module's
+    own file name. A rewrite that warns is not kept, so its warning reaches
+    every session that imports the module.
+    """
+    import pytest
+    from _pytest.assertion import rewrite
+
+    rewrite_uncached = rewrite._rewrite_test
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def rewrite_cached(fn: Path, config: pytest.Config) -> tuple[bytes, types.CodeType]:
+        source = fn.read_bytes()
+        key = hashlib.sha256(
+            repr((pytest.__version__, sys.version, bool(config.getini("enable_assertion_pass_hook")))).encode()
+            + source
+        ).hexdigest()
+        kept = folder / f"{key}.marshal"
+        try:
+            source_hash, code = marshal.loads(kept.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                source_hash, code = rewrite_uncached(fn, config)
+            for warning in caught:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            if not caught:
+                with tempfile.NamedTemporaryFile(dir=folder, delete=False) as file:
+                    file.write(marshal.dumps((source_hash, code)))
+                os.replace(file.name, kept)
+            return source_hash, code
+        return source_hash, _with_filename(code, str(fn))
+
+    rewrite._rewrite_test = rewrite_cached
+
+
+def run(request: dict[str, object], rewrite_cache: Path) -> dict[str, object]:
     """Fork a child that runs one pytest session; return its exit code and CPU time."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -99,11 +156,13 @@ def run(request: dict[str, object]) -> dict[str, object]:
             sys.path.insert(0, os.getcwd())
             import pytest
 
+            cache_rewrites(rewrite_cache)
+
             # Plugins such as anyio's were imported above, before pytest could
             # mark them for assertion rewriting; that warning is this server's
             # doing, not the rendered service's, so it alone is silenced.
             args = [str(arg) for arg in request["args"]]  # type: ignore[union-attr]
-            args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+            args += ["-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
             # This environment also holds the template suite's own plugins
             # (xdist, schemathesis, hypothesis), which a rendered service does
             # not install; load only what its environment would: anyio's.
@@ -122,6 +181,7 @@ def run(request: dict[str, object]) -> dict[str, object]:
 
 def main() -> None:
     """Serve requests until stdin closes."""
+    rewrite_cache = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="rewrite-cache-"))
     warm_up()
     # Children inherit the warm heap; frozen, the garbage collector skips
     # it, which keeps pytest's end-of-session gc.collect() cheap and the
@@ -133,7 +193,7 @@ def main() -> None:
     out.flush()
     for line in sys.stdin:
         if line.strip():
-            out.write(json.dumps(run(json.loads(line))) + "\n")
+            out.write(json.dumps(run(json.loads(line), rewrite_cache)) + "\n")
             out.flush()
 
 

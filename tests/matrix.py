@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import importlib.metadata
 import itertools
 import json
@@ -200,7 +201,7 @@ def content_checks(tree: Path) -> Iterator[Failure]:
             problems.append(f"{name}: Jinja left over: {JINJA_MARKERS.search(text)[0]!r}")
         if not text.strip():
             problems.append(f"{name}: empty file")
-        elif path.suffix == ".py" and not ast.parse(text).body:
+        elif path.suffix == ".py" and not _python_facts(text).has_body:
             problems.append(f"{name}: a module with nothing in it")
     problems.extend(dependency_problems(tree))
     if problems:
@@ -215,14 +216,33 @@ def _requirement_name(requirement: str) -> str:
     return _canonical(re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0])
 
 
-def _imports(path: Path) -> Iterator[tuple[int, str, int]]:
-    """(line, module, level) for every import in a Python file."""
-    for node in ast.walk(ast.parse(path.read_text())):
+@dataclass(frozen=True)
+class _PythonFacts:
+    has_body: bool
+    imports: tuple[tuple[int, str, int], ...]  # (line, module, level)
+
+
+@functools.lru_cache(maxsize=4096)
+def _python_facts(text: str) -> _PythonFacts:
+    """What the checks read of a Python file, parsed once per distinct text.
+
+    Most files are the same text in many combinations; the cache makes the
+    checks of a worker's later trees cost a dictionary lookup per such file.
+    """
+    tree = ast.parse(text)
+    imports: list[tuple[int, str, int]] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name, 0
+            imports.extend((node.lineno, alias.name, 0) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            yield node.lineno, node.module or "", node.level
+            imports.append((node.lineno, node.module or "", node.level))
+    return _PythonFacts(bool(tree.body), tuple(imports))
+
+
+@functools.cache
+def _distributions() -> Mapping[str, list[str]]:
+    """Import name -> distributions, of this environment (read once: 0.3 s)."""
+    return importlib.metadata.packages_distributions()
 
 
 def dependency_problems(tree: Path) -> Iterator[str]:
@@ -230,13 +250,13 @@ def dependency_problems(tree: Path) -> Iterator[str]:
     project = tomllib.loads((tree / "pyproject.toml").read_text())
     runtime = {_requirement_name(r) for r in project["project"]["dependencies"]}
     dev = {_requirement_name(r) for r in project.get("dependency-groups", {}).get("dev", [])}
-    distributions = importlib.metadata.packages_distributions()
+    distributions = _distributions()
     packages = {p.name for p in (tree / "src").iterdir() if p.is_dir()}
     used: set[str] = set()
     for path in sorted(tree.rglob("*.py")):
         name = path.relative_to(tree)
         allowed = runtime | dev if name.parts[0] == "tests" else runtime
-        for line, module, level in _imports(path):
+        for line, module, level in _python_facts(path.read_text()).imports:
             top = module.split(".")[0]
             if level or top in sys.stdlib_module_names or top in packages or top in {"tests", "__future__"}:
                 continue
@@ -283,10 +303,14 @@ PYTEST_ARGS = ["-q", "-W", "error", "-p", "no:cacheprovider"]
 class ForkServer:
     """A warm interpreter that runs pytest sessions in forked children."""
 
-    def __init__(self) -> None:
-        """Start the server and wait until its imports are done."""
+    def __init__(self, rewrite_cache: Path = REPO / ".cache" / "pytest-rewrite") -> None:
+        """Start the server and wait until its imports are done.
+
+        ``rewrite_cache`` keeps pytest's rewritten test modules by content
+        (``forkserver.cache_rewrites``); servers may share it.
+        """
         self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("forkserver.py"))],
+            [sys.executable, str(Path(__file__).with_name("forkserver.py")), str(rewrite_cache)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

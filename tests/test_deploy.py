@@ -230,3 +230,33 @@ def test_checks_dropped_unfinished_do_not_confuse_the_next(rendered: dict[str, P
     first = next(iter(deploy_checks(broken, matrix.Combo.from_id("v-trace-metrics-sqlite"))))
     assert first.check != "deptry"
     assert failures_text(rendered["v-trace-metrics-sqlite"], "v-trace-metrics-sqlite") == []
+
+
+def test_a_verdict_is_kept_for_the_same_bytes_only(
+    rendered: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validators judge each distinct file once per process: the same bytes get the
+    same verdict again, broken ones included, and changed bytes are judged afresh."""
+    runs: list[str] = []
+    popen = subprocess.Popen
+
+    def counting(args: list[str], **kwargs: object) -> subprocess.Popen[str]:
+        runs.append(Path(args[0]).name)
+        return popen(args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(subprocess, "Popen", counting)
+    combo = "client-pg"
+    tree = shutil.copytree(rendered[combo], tmp_path / combo)
+    dockerfile, workflow = tree / "Dockerfile", tree / ".github" / "workflows" / "ci.yml"
+    # Bytes no other test writes (the comment), so this process has not judged them.
+    dockerfile.write_text(dockerfile.read_text().replace("USER 10001:10001", "USER root") + f"# {tmp_path}\n")
+    workflow.write_text(workflow.read_text().replace("\npermissions:", "\nbogus: key  \npermissions:", 1))
+    for _ in range(2):
+        report = "\n".join(failures_text(tree, combo))
+        assert "--- hadolint failed" in report
+        assert "--- yamllint failed" in report
+        assert "--- check-jsonschema vendor.github-workflows failed" in report
+    assert runs.count("hadolint") == 1
+    shutil.copy2(rendered[combo] / "Dockerfile", dockerfile)
+    shutil.copy2(rendered[combo] / ".github" / "workflows" / "ci.yml", workflow)
+    assert failures_text(tree, combo) == []

@@ -15,7 +15,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import common
@@ -25,22 +25,34 @@ PHASES = ["render", "content", "ruff", "mypy", "pytest"]
 
 
 def _instrument_checks(times: dict[str, list[float]]) -> None:
-    """Make ``matrix._start`` (each ruff and mypy subprocess) record wall and CPU time.
+    """Make ``matrix._start`` (each ruff subprocess) and the mypy server's runs record wall and CPU time.
 
     The suite runs the checks of a combination at once; here each one runs to
     its end before the next starts, so that each phase is timed alone.
     """
     start = matrix._start
+    submit = matrix.ForkServer.submit
 
     def timed(check: str, *args: object, **kwargs: object) -> Callable[[], matrix.Failure | None]:
         with Stopwatch() as watch:
             result = start(check, *args, **kwargs)()  # type: ignore[arg-type]
-        phase = "mypy" if check == "mypy" else "ruff"
-        times[f"{phase}.wall"].append(watch.wall)
-        times[f"{phase}.cpu"].append(watch.cpu)
+        times["ruff.wall"].append(watch.wall)
+        times["ruff.cpu"].append(watch.cpu)
+        return lambda: result
+
+    def timed_submit(
+        server: matrix.ForkServer, tree: Path, args: list[str], env: Mapping[str, str]
+    ) -> Callable[[], matrix.Failure | None]:
+        if server.mode != "mypy":
+            return submit(server, tree, args, env)
+        with Stopwatch() as watch:
+            result = submit(server, tree, args, env)()
+        times["mypy.wall"].append(watch.wall)
+        times["mypy.cpu"].append(server.cpu)  # the server's child, not this process
         return lambda: result
 
     matrix._start = timed  # type: ignore[assignment]
+    matrix.ForkServer.submit = timed_submit  # type: ignore[method-assign]
 
 
 def run(template: Path, sample: int, seed: int) -> None:

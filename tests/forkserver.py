@@ -1,4 +1,4 @@
-"""Run pytest sessions in forked children of one warm interpreter.
+"""Run pytest sessions, or mypy, in forked children of one warm interpreter.
 
 Importing FastAPI, pydantic, SQLAlchemy and friends costs about two seconds,
 far more than the rendered service's own tests take. This server pays that
@@ -7,10 +7,16 @@ into the rendered tree and runs ``pytest`` there as if from its shell. The
 child imports the rendered package itself afresh, so nothing of one tree
 leaks into another.
 
-Protocol: one JSON object per line on stdin, ``{"cwd", "args", "env", "log"}``;
-one line back on stdout per request, ``{"code": <pytest exit code>}``.
+In ``mypy`` mode it does the same for ``mypy``: a third of a mypy run on a
+rendered tree is the interpreter starting and importing mypy and the
+pydantic plugin, which the server does once. Each child runs mypy's own
+entry point in the tree, with the tree's configuration, as the command does.
 
-Usage: ``python forkserver.py [REWRITE_CACHE_DIR]`` (see `cache_rewrites`).
+Protocol: one JSON object per line on stdin, ``{"cwd", "args", "env", "log"}``;
+one line back on stdout per request, ``{"log", "code": <exit code>, "cpu": <seconds>}``.
+
+Usage: ``python forkserver.py pytest [REWRITE_CACHE_DIR]`` (see
+`cache_rewrites`), or ``python forkserver.py mypy``.
 """
 
 import contextlib
@@ -77,12 +83,31 @@ WARM = [
 ]
 
 
-def warm_up() -> None:
-    """Import what every rendered test session imports anyway.
+# What a mypy run on a rendered tree imports: mypy, its parser, the pydantic
+# plugin the trees configure, and what those import as they run.
+WARM_MYPY = [
+    "mypy.api",
+    "mypy.main",
+    "mypy.build",
+    "mypy.nativeparse",
+    "pydantic.mypy",
+    "sqlite3",
+    "decimal",
+    "fractions",
+    "sysconfig",
+]
+
+
+def warm_up(mode: str) -> None:
+    """Import what every rendered test session (or mypy run) imports anyway.
 
     A module that warns as it is imported is left out: imported here, its
     warning would never reach the session's ``-W error``.
     """
+    if mode == "mypy":
+        for name in WARM_MYPY:
+            importlib.import_module(name)
+        return
     from _pytest.config import default_plugins
 
     for name in [*WARM, *(f"_pytest.{plugin}" for plugin in default_plugins)]:
@@ -142,8 +167,33 @@ def cache_rewrites(folder: Path) -> None:
     rewrite._rewrite_test = rewrite_cached
 
 
-def run(request: dict[str, object], rewrite_cache: Path) -> dict[str, object]:
-    """Fork a child that runs one pytest session; return its exit code and CPU time."""
+def _pytest(args: list[str], rewrite_cache: Path) -> int:
+    import pytest
+
+    cache_rewrites(rewrite_cache)
+    # Plugins such as anyio's were imported above, before pytest could
+    # mark them for assertion rewriting; that warning is this server's
+    # doing, not the rendered service's, so it alone is silenced.
+    args += ["-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
+    # This environment also holds the template suite's own plugins
+    # (xdist, schemathesis, hypothesis), which a rendered service does
+    # not install; load only what its environment would: anyio's.
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    args += ["-p", "anyio"]
+    return int(pytest.main(args))
+
+
+def _mypy(args: list[str]) -> int:
+    from mypy import api
+
+    out, err, code = api.run(args)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
+def run(request: dict[str, object], mode: str, rewrite_cache: Path) -> dict[str, object]:
+    """Fork a child that runs one pytest session (or mypy); return its exit code and CPU time."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 3
@@ -153,22 +203,12 @@ def run(request: dict[str, object], rewrite_cache: Path) -> dict[str, object]:
             os.dup2(log, 2)
             os.chdir(str(request["cwd"]))
             os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[arg-type]
-            sys.path.insert(0, os.getcwd())
-            import pytest
-
-            cache_rewrites(rewrite_cache)
-
-            # Plugins such as anyio's were imported above, before pytest could
-            # mark them for assertion rewriting; that warning is this server's
-            # doing, not the rendered service's, so it alone is silenced.
             args = [str(arg) for arg in request["args"]]  # type: ignore[union-attr]
-            args += ["-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
-            # This environment also holds the template suite's own plugins
-            # (xdist, schemathesis, hypothesis), which a rendered service does
-            # not install; load only what its environment would: anyio's.
-            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-            args += ["-p", "anyio"]
-            code = int(pytest.main(args))
+            if mode == "mypy":
+                code = _mypy(args)
+            else:
+                sys.path.insert(0, os.getcwd())
+                code = _pytest(args, rewrite_cache)
         except BaseException:  # noqa: BLE001 -- the child reports any failure in its log, then exits
             traceback.print_exc()
         finally:
@@ -181,8 +221,12 @@ def run(request: dict[str, object], rewrite_cache: Path) -> dict[str, object]:
 
 def main() -> None:
     """Serve requests until stdin closes."""
-    rewrite_cache = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="rewrite-cache-"))
-    warm_up()
+    mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
+    if len(sys.argv) > 2:
+        rewrite_cache = Path(sys.argv[2])
+    else:
+        rewrite_cache = Path(tempfile.gettempdir()) / f"rewrite-cache-{os.getuid()}"
+    warm_up(mode)
     # Children inherit the warm heap; frozen, the garbage collector skips
     # it, which keeps pytest's end-of-session gc.collect() cheap and the
     # pages shared instead of copied.
@@ -193,7 +237,8 @@ def main() -> None:
     out.flush()
     for line in sys.stdin:
         if line.strip():
-            out.write(json.dumps(run(json.loads(line), rewrite_cache)) + "\n")
+            request = json.loads(line)
+            out.write(json.dumps({"log": request["log"], **run(request, mode, rewrite_cache)}) + "\n")
             out.flush()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import functools
 import importlib.metadata
 import itertools
@@ -275,9 +276,10 @@ def start_static_checks(tree: Path) -> Callable[[], list[Failure]]:
     function returned waits for them and gives their failures.
     """
     cache = os.environ.get("MATRIX_MYPY_CACHE", str(Path(tempfile.gettempdir()) / "matrix-mypy-cache"))
-    # mypy first: it takes the longest.
+    # mypy first: it takes the longest. It runs in a warm server's child,
+    # as `mypy --cache-dir CACHE` would in the tree.
     verdicts = [
-        _start("mypy", [str(BIN / "mypy"), "--cache-dir", cache], tree),
+        _mypy_server().submit(tree, ["--cache-dir", cache], {}),
         _start("ruff check", [str(BIN / "ruff"), "check", "--no-cache", "."], tree),
         _start("ruff format", [str(BIN / "ruff"), "format", "--check", "--no-cache", "."], tree),
     ]
@@ -301,16 +303,18 @@ PYTEST_ARGS = ["-q", "-W", "error", "-p", "no:cacheprovider"]
 
 
 class ForkServer:
-    """A warm interpreter that runs pytest sessions in forked children."""
+    """A warm interpreter that runs pytest sessions (or mypy) in forked children."""
 
-    def __init__(self, rewrite_cache: Path = REPO / ".cache" / "pytest-rewrite") -> None:
+    def __init__(self, rewrite_cache: Path = REPO / ".cache" / "pytest-rewrite", *, mode: str = "pytest") -> None:
         """Start the server and wait until its imports are done.
 
-        ``rewrite_cache`` keeps pytest's rewritten test modules by content
-        (``forkserver.cache_rewrites``); servers may share it.
+        ``mode`` is ``pytest`` or ``mypy``. ``rewrite_cache`` keeps pytest's
+        rewritten test modules by content (``forkserver.cache_rewrites``);
+        servers may share it.
         """
+        self.mode = mode
         self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("forkserver.py")), str(rewrite_cache)],
+            [sys.executable, str(Path(__file__).with_name("forkserver.py")), mode, str(rewrite_cache)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -330,26 +334,33 @@ class ForkServer:
         return self.start(tree, env)()
 
     def start(self, tree: Path, env: Mapping[str, str]) -> Callable[[], Failure | None]:
-        """Start the tree's own tests; the function returned waits for their verdict.
-
-        One session at a time: call the function before starting another.
-        """
-        log = tree.parent / f"{tree.name}.pytest.log"
-        assert self._process.stdin is not None
+        """Start the tree's own tests; the function returned waits for their verdict."""
         # A base temp folder of its own: pytest's clean-up of numbered folders
         # in the shared one races with the other sessions running at once.
         args = [*PYTEST_ARGS, "--basetemp", str(tree.parent / f"{tree.name}.pytest-tmp")]
+        return self.submit(tree, args, env)
+
+    def submit(self, tree: Path, args: list[str], env: Mapping[str, str]) -> Callable[[], Failure | None]:
+        """Run the server's tool with ``args`` in ``tree``; the function returned waits for the verdict.
+
+        The server runs one request at a time, in order. A verdict that is
+        never asked for is skipped when the next one is read.
+        """
+        log = tree.parent / f"{tree.name}.{self.mode}.log"
+        assert self._process.stdin is not None
         request = {"cwd": str(tree), "args": args, "env": dict(env), "log": str(log)}
         self._process.stdin.write(json.dumps(request) + "\n")
         self._process.stdin.flush()
 
         def verdict() -> Failure | None:
             result = self._read()
+            while result["log"] != str(log):
+                result = self._read()
             self.cpu = float(result["cpu"])  # type: ignore[arg-type]
             code = result["code"]
             if code == 0:
                 return None
-            return Failure(f"pytest (exit {code})", log.read_text())
+            return Failure(self.mode if self.mode == "mypy" else f"pytest (exit {code})", log.read_text())
 
         return verdict
 
@@ -360,6 +371,13 @@ class ForkServer:
         self._process.stdin.close()
         self._process.wait(timeout=30)
         self._process.stdout.close()
+
+
+@functools.cache
+def _mypy_server() -> ForkServer:
+    server = ForkServer(mode="mypy")
+    atexit.register(server.close)
+    return server
 
 
 def main() -> int:

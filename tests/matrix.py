@@ -130,17 +130,28 @@ _JINJA_CODE: dict[tuple[object, ...], object] = {}
 def _speed_up_copier() -> None:
     """Make repeated renders in one process cheap; what is rendered stays the same.
 
-    - Copier compiles every Jinja string afresh (the questionnaire's defaults
-      and validators, every path and file): about half of a render. Compiled
-      code depends only on the source and the environment's syntax options,
-      so it is kept per source here.
+    - Jinja code is compiled once per source (`cache_jinja_compilation`).
     - After writing each file copier asks git for ``core.fileMode`` of the
       destination, a subprocess per file, to fix the git index of a
       destination that is a git repository. The matrix renders into fresh
       folders outside git, where that is a no-op, so it is skipped.
     """
-    import jinja2
     from copier._main import Worker
+
+    cache_jinja_compilation()
+    Worker._sync_git_index_executable_bit = lambda *_: None  # type: ignore[method-assign]
+
+
+def cache_jinja_compilation() -> None:
+    """Compile each Jinja source once per process, wherever copier renders.
+
+    Copier compiles every Jinja string afresh (the questionnaire's defaults
+    and validators, every path and file): about half of a render, and most
+    of a ``copier update``, which renders two versions. Compiled code depends
+    only on the source and the environment's syntax options, so it is kept
+    per source here.
+    """
+    import jinja2
 
     if getattr(jinja2.Environment.compile, "_matrix_cached", False):
         return
@@ -161,7 +172,6 @@ def _speed_up_copier() -> None:
 
     compile_cached._matrix_cached = True  # type: ignore[attr-defined]
     jinja2.Environment.compile = compile_cached  # type: ignore[method-assign]
-    Worker._sync_git_index_executable_bit = lambda *_: None  # type: ignore[method-assign]
 
 
 @dataclass

@@ -29,6 +29,10 @@ import matrix
 sys.path.insert(0, str(matrix.REPO / "hooks"))
 import env_file
 
+# Copier as users run it, but with each Jinja source compiled once per
+# process (`matrix.cache_jinja_compilation`): an update renders two versions.
+matrix.cache_jinja_compilation()
+
 IDENTITY = ["-c", "user.name=Suite", "-c", "user.email=suite@example.com"]
 PACKAGE = "example_service"
 # Where the v0.1.0 migration moved the items tests from, and to.

@@ -7,6 +7,7 @@ allowed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pexpect
@@ -175,6 +176,10 @@ def test_bad_answer_is_refused_at_the_prompt(template: Path, tmp_path: Path) -> 
         encoding="utf-8",
         timeout=30,
         dimensions=(40, 200),
+        # pexpect's terminal does not answer prompt_toolkit's cursor-position
+        # requests, and each prompt would wait a second for the answer; this
+        # is prompt_toolkit's switch for such terminals.
+        env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
     )
     try:
         for help_text in ["Human-readable name", "Short name used", "Python import name", "One sentence", "Lowest Python version"]:

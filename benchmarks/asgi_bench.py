@@ -98,8 +98,15 @@ async def _measure(apps: dict[str, Any], count: int, rounds: int) -> None:
                     per[kind].append(await _requests(app, path, count))
             medians = {kind: common.median(v) for kind, v in per.items()}
             for kind in apps:
-                rows.append([path, kind, f"{medians[kind] * 1e6:.0f}", f"{1 / medians[kind]:.0f}",
-                             f"{medians['bare'] / medians[kind]:.2f}"])
+                rows.append(
+                    [
+                        path,
+                        kind,
+                        f"{medians[kind] * 1e6:.0f}",
+                        f"{1 / medians[kind]:.0f}",
+                        f"{medians['bare'] / medians[kind]:.2f}",
+                    ]
+                )
     finally:
         for task in tasks:
             await task.inbox.put({"type": "lifespan.shutdown"})  # type: ignore[attr-defined]

@@ -93,7 +93,9 @@ async def _open_circuit(
 
 def _mock_transport() -> httpx.MockTransport:
     body = b'{"id":1,"name":"an item"}'
-    return httpx.MockTransport(lambda _: httpx.Response(200, content=body, headers={"content-type": "application/json"}))
+    return httpx.MockTransport(
+        lambda _: httpx.Response(200, content=body, headers={"content-type": "application/json"})
+    )
 
 
 async def _measure(outbound: ModuleType, settings: Any, base_url: str, rounds: int, calls: int) -> None:
@@ -107,18 +109,29 @@ async def _measure(outbound: ModuleType, settings: Any, base_url: str, rounds: i
     for where, figures in (("loopback uvicorn", socket), ("in-process MockTransport", mock)):
         raw, res = figures["raw"], figures["resilient"]
         cpu_raw, cpu_res = figures["raw cpu"], figures["resilient cpu"]
-        rows.append([
-            where,
-            f"{raw * 1e6:.0f}",
-            f"{res * 1e6:.0f}",
-            f"{(res - raw) * 1e6:+.0f}",
-            f"{raw / res:.3f}",
-            f"{cpu_raw * 1e6:.0f} / {cpu_res * 1e6:.0f}",
-        ])
-    print(common.table(rows, [
-        "upstream", "raw us/call", "resilient us/call", "overhead us", "resilient/raw speed",
-        "client CPU us/call raw / resilient",
-    ]))
+        rows.append(
+            [
+                where,
+                f"{raw * 1e6:.0f}",
+                f"{res * 1e6:.0f}",
+                f"{(res - raw) * 1e6:+.0f}",
+                f"{raw / res:.3f}",
+                f"{cpu_raw * 1e6:.0f} / {cpu_res * 1e6:.0f}",
+            ]
+        )
+    print(
+        common.table(
+            rows,
+            [
+                "upstream",
+                "raw us/call",
+                "resilient us/call",
+                "overhead us",
+                "resilient/raw speed",
+                "client CPU us/call raw / resilient",
+            ],
+        )
+    )
     ratio = socket["raw"] / socket["resilient"]
     print(f"goal resilient >= 0.95 x raw (loopback): {ratio:.3f}, {'met' if ratio >= 0.95 else 'NOT met'}")
     refused.sort()

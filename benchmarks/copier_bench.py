@@ -53,7 +53,9 @@ def run(template: Path, repeats: int) -> None:
         repo = work / "repo"
         _template_repo(template, repo)
         service = work / "service"
-        _timed([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "v1.0.0", str(repo), str(service)], work)
+        _timed(
+            [COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "v1.0.0", str(repo), str(service)], work
+        )
         if not (service / ".git").exists():  # a template whose tasks do not commit the render
             _sh([*GIT, "init", "-q"], service)
             _sh([*GIT, "add", "-A"], service)
@@ -71,7 +73,11 @@ def run(template: Path, repeats: int) -> None:
     print(f"{repeats} runs each; the default answers; {COPIER}")
     rows = [
         ["copier copy (plain folder)", f"{common.median(copies):.2f}", f"{min(copies):.2f}-{max(copies):.2f}"],
-        ["copier update (git, v1.0.0 -> v2.0.0)", f"{common.median(updates):.2f}", f"{min(updates):.2f}-{max(updates):.2f}"],
+        [
+            "copier update (git, v1.0.0 -> v2.0.0)",
+            f"{common.median(updates):.2f}",
+            f"{min(updates):.2f}-{max(updates):.2f}",
+        ],
     ]
     print(common.table(rows, ["command", "wall s median", "min-max"]))
     print("A git identity is given only to this benchmark's own commits, never to copier.")

@@ -90,8 +90,8 @@ def run(template: Path, sample: int, seed: int) -> None:
                 before = {p: len(times[f"{p}.wall"]) for p in ("ruff", "mypy")}
                 failures += list(matrix.static_checks(tree))
                 for p in ("ruff", "mypy"):
-                    wall[p] = sum(times[f"{p}.wall"][before[p]:])
-                    cpu[p] = sum(times[f"{p}.cpu"][before[p]:])
+                    wall[p] = sum(times[f"{p}.wall"][before[p] :])
+                    cpu[p] = sum(times[f"{p}.cpu"][before[p] :])
                 with Stopwatch() as watch:
                     failure = server.pytest(tree, matrix.test_env(combo, postgres))
                 wall["pytest"], cpu["pytest"] = watch.wall, server.cpu
@@ -100,9 +100,12 @@ def run(template: Path, sample: int, seed: int) -> None:
                     times[f"{p}.wall"].append(wall[p])
                     times[f"{p}.cpu"].append(cpu[p])
                 per_combo.append((combo.id, wall, cpu, len(failures)))
-                failed = f"  {len(failures)} check(s) FAILED: {', '.join(f.check for f in failures)}" if failures else ""
+                failed = (
+                    f"  {len(failures)} check(s) FAILED: {', '.join(f.check for f in failures)}" if failures else ""
+                )
                 print(
-                    f"  {combo.id:45} " + " ".join(f"{p} {wall[p]:5.2f}" for p in PHASES)
+                    f"  {combo.id:45} "
+                    + " ".join(f"{p} {wall[p]:5.2f}" for p in PHASES)
                     + f"  total {sum(wall.values()):5.2f} s{failed}",
                     flush=True,
                 )
@@ -126,16 +129,18 @@ def _summarise(
     rows = []
     for p in PHASES:
         wall, cpu = times[f"{p}.wall"], times[f"{p}.cpu"]
-        rows.append([
-            p,
-            f"{sum(wall):.1f}",
-            f"{sum(wall) / n:.2f}",
-            f"{common.median(wall):.2f}",
-            f"{max(wall):.2f}",
-            f"{100 * sum(wall) / all_wall:.0f}%",
-            f"{sum(cpu):.1f}",
-            f"{sum(cpu) / n:.2f}",
-        ])
+        rows.append(
+            [
+                p,
+                f"{sum(wall):.1f}",
+                f"{sum(wall) / n:.2f}",
+                f"{common.median(wall):.2f}",
+                f"{max(wall):.2f}",
+                f"{100 * sum(wall) / all_wall:.0f}%",
+                f"{sum(cpu):.1f}",
+                f"{sum(cpu) / n:.2f}",
+            ]
+        )
     print()
     print(common.table(rows, ["phase", "wall s", "wall/combo", "median", "max", "share", "CPU s", "CPU/combo"]))
     print(
@@ -155,8 +160,9 @@ def _summarise(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     group = parser.add_argument_group("matrix")
-    group.add_argument("--sample", type=int, default=16,
-                       help="combinations to time, drawn at random; 0 for all 288 (16)")
+    group.add_argument(
+        "--sample", type=int, default=16, help="combinations to time, drawn at random; 0 for all 288 (16)"
+    )
     group.add_argument("--seed", type=int, default=7, help="the random draw's seed (7)")
 
 

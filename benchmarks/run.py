@@ -41,10 +41,15 @@ BENCHMARKS = {
 def main() -> int:
     """Parse the options, then run each benchmark asked for."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("only", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run ({', '.join(BENCHMARKS)}); all when none is named")
-    parser.add_argument("--template", type=Path, default=common.REPO,
-                        help="the template checkout to render from (default: this repository)")
+    parser.add_argument(
+        "only", nargs="*", metavar="NAME", help=f"benchmarks to run ({', '.join(BENCHMARKS)}); all when none is named"
+    )
+    parser.add_argument(
+        "--template",
+        type=Path,
+        default=common.REPO,
+        help="the template checkout to render from (default: this repository)",
+    )
     for module in BENCHMARKS.values():
         module.add_arguments(parser)
     args = parser.parse_args()

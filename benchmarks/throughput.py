@@ -66,7 +66,6 @@ def wrk(port: int, route: str, seconds: int, threads: int, connections: int) -> 
     return float(rate[1]), int(bad[1]) if bad else 0
 
 
-
 def run(template: Path, rounds: int, seconds: int, threads: int, connections: int) -> dict[str, dict[str, float]]:
     """Render, serve the three apps, load them in turn; print and return the medians."""
     common.header("Service throughput (wrk)")
@@ -130,8 +129,9 @@ def _measure(
             # machine's other load cancel better than in the ratio of medians.
             paired = common.median([a / b for a, b in zip(rates[kind], rates["bare"], strict=True)])
             results[route][f"{kind}/bare paired"] = paired
-            rows.append([route, kind, f"{medians[kind]:.0f}", spread, f"{medians[kind] / medians['bare']:.2f}",
-                         f"{paired:.2f}"])
+            rows.append(
+                [route, kind, f"{medians[kind]:.0f}", spread, f"{medians[kind] / medians['bare']:.2f}", f"{paired:.2f}"]
+            )
     print()
     print(common.table(rows, ["route", "app", "req/s median", "min-max", "x bare", "x bare, paired by round"]))
     live = results.get("/health/live")

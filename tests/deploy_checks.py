@@ -163,8 +163,7 @@ class _DeptryServer:
                 yield matrix.Failure(
                     "deptry",
                     "\n".join(
-                        f"{v['location']['file']}:{v['location']['line']}: "
-                        f"{v['error']['code']} {v['error']['message']}"
+                        f"{v['location']['file']}:{v['location']['line']}: {v['error']['code']} {v['error']['message']}"
                         for v in violations
                     ),
                 )
@@ -494,7 +493,10 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         yield f"deployment.yaml: reads a Secret: {not has_secret}, but the service has secrets: {has_secret}"
 
     labels = load["deployment.yaml"]["spec"]["template"]["metadata"]["labels"]
-    if load["service.yaml"]["spec"]["selector"] != labels or load["pdb.yaml"]["spec"]["selector"]["matchLabels"] != labels:
+    if (
+        load["service.yaml"]["spec"]["selector"] != labels
+        or load["pdb.yaml"]["spec"]["selector"]["matchLabels"] != labels
+    ):
         yield "service.yaml, pdb.yaml: the selectors do not match the pods"
     if load["service.yaml"]["spec"]["ports"][0]["targetPort"] != "http":
         yield "service.yaml: targetPort is not the http port"

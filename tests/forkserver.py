@@ -145,8 +145,7 @@ def cache_rewrites(folder: Path) -> None:
     def rewrite_cached(fn: Path, config: pytest.Config) -> tuple[bytes, types.CodeType]:
         source = fn.read_bytes()
         key = hashlib.sha256(
-            repr((pytest.__version__, sys.version, bool(config.getini("enable_assertion_pass_hook")))).encode()
-            + source
+            repr((pytest.__version__, sys.version, bool(config.getini("enable_assertion_pass_hook")))).encode() + source
         ).hexdigest()
         kept = folder / f"{key}.marshal"
         try:

@@ -160,8 +160,19 @@ def cache_jinja_compilation() -> None:
     def compile_cached(self, source, name=None, filename=None, raw=False, defer_init=False):  # type: ignore[no-untyped-def]
         if not isinstance(source, str):
             return compile_uncached(self, source, name, filename, raw, defer_init)
-        key = (type(self), source, name, filename, raw, defer_init, self.trim_blocks, self.lstrip_blocks,
-               self.keep_trailing_newline, self.block_start_string, self.variable_start_string)
+        key = (
+            type(self),
+            source,
+            name,
+            filename,
+            raw,
+            defer_init,
+            self.trim_blocks,
+            self.lstrip_blocks,
+            self.keep_trailing_newline,
+            self.block_start_string,
+            self.variable_start_string,
+        )
         if key not in _JINJA_CODE:
             _JINJA_CODE[key] = compile_uncached(self, source, name, filename, raw, defer_init)
         else:

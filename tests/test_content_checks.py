@@ -80,7 +80,10 @@ def test_unused_dependency_is_caught(tmp_path: Path) -> None:
 
 def test_fast_render_matches_copier(template: Path, tmp_path: Path) -> None:
     """The matrix's sped-up renders write exactly what the ``copier copy`` command writes."""
-    for combo in [matrix.Combo.from_id("client-health-v-trace-otel-auth-metrics-sqlite"), matrix.Combo.from_id("bare-nodb")]:
+    for combo in [
+        matrix.Combo.from_id("client-health-v-trace-otel-auth-metrics-sqlite"),
+        matrix.Combo.from_id("bare-nodb"),
+    ]:
         plain = tmp_path / f"plain-{combo.id}"
         answers = [f"--data={key}={str(value).lower()}" for key, value in combo.data.items()]
         command = [str(matrix.BIN / "copier"), "copy", "--quiet", "--defaults", "--trust", "--skip-tasks"]

@@ -182,10 +182,17 @@ def test_validators_agree_with_their_command_lines_offline(rendered: dict[str, P
     tree = rendered["client-health-v-trace-auth-metrics-pg"]
     dead = "http://127.0.0.1:9"
     env = {**os.environ, "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead}
-    manifests = sorted(str(path) for path in (tree / "deploy" / "k8s").glob("*.yaml") if path.name != "kustomization.yaml")
+    manifests = sorted(
+        str(path) for path in (tree / "deploy" / "k8s").glob("*.yaml") if path.name != "kustomization.yaml"
+    )
     commands = [
         [str(matrix.BIN / "kubernetes-validate"), "--strict", "--quiet", *manifests],
-        [str(matrix.BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml"],
+        [
+            str(matrix.BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            ".github/workflows/ci.yml",
+        ],
         [str(matrix.BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
         [str(matrix.BIN / "yamllint"), "--strict", "."],
     ]

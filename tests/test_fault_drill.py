@@ -63,14 +63,18 @@ class Service:
 
     def start(self) -> None:
         """Start it and wait (at most 20 s) until it answers."""
-        env = os.environ | self.env | {
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "LOG_FORMAT": "json",
-            "SERVICE_SECRET": SECRET,
-            "PYTHONPATH": str(self.tree / "src"),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
+        env = (
+            os.environ
+            | self.env
+            | {
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "LOG_FORMAT": "json",
+                "SERVICE_SECRET": SECRET,
+                "PYTHONPATH": str(self.tree / "src"),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.package],

@@ -91,4 +91,6 @@ def test_mypy_server_judges_as_the_command_does(tmp_path: Path) -> None:
         else:
             assert failure is not None
             assert failure.check == "mypy"
-            assert 'src/module.py:3: error: Incompatible types in assignment (expression has type "str"' in failure.output
+            assert (
+                'src/module.py:3: error: Incompatible types in assignment (expression has type "str"' in failure.output
+            )

@@ -103,9 +103,7 @@ def test_port_must_be_an_integer(template: Path, tmp_path: Path) -> None:
         ("description", 'Says "hello" \\ back.'),
     ],
 )
-def test_good_answer_at_the_edge_is_accepted(
-    template: Path, tmp_path: Path, question: str, value: object
-) -> None:
+def test_good_answer_at_the_edge_is_accepted(template: Path, tmp_path: Path, question: str, value: object) -> None:
     """Values at the edge of each rule are accepted and recorded."""
     dst = copy(template, tmp_path / "service", **{question: value})
     assert answers(dst)[question] == value
@@ -163,7 +161,11 @@ def test_computed_values_are_not_recorded(template: Path, tmp_path: Path) -> Non
 def test_every_contract_question_is_in_the_matrix() -> None:
     """Each bool question of the questionnaire is a flag of the matrix."""
     config = yaml.safe_load((matrix.REPO / "copier.yml").read_text())
-    bools = {name for name, q in config.items() if isinstance(q, dict) and q.get("type") == "bool" and q.get("when") is not False}
+    bools = {
+        name
+        for name, q in config.items()
+        if isinstance(q, dict) and q.get("type") == "bool" and q.get("when") is not False
+    }
     assert bools == set(matrix.FLAGS)
 
 
@@ -182,7 +184,13 @@ def test_bad_answer_is_refused_at_the_prompt(template: Path, tmp_path: Path) -> 
         env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
     )
     try:
-        for help_text in ["Human-readable name", "Short name used", "Python import name", "One sentence", "Lowest Python version"]:
+        for help_text in [
+            "Human-readable name",
+            "Short name used",
+            "Python import name",
+            "One sentence",
+            "Lowest Python version",
+        ]:
             child.expect(help_text)
             child.send("\r")  # keep the default
         child.expect("TCP port")

@@ -20,9 +20,7 @@ def test_yield_paths_render_again_in_the_same_process(tmp_path: Path) -> None:
     template = tmp_path / "template-repo"
     (template / "template").mkdir(parents=True)
     (template / "copier.yml").write_text(COPIER_YML)
-    (template / "template" / "{% yield name from names %}{{ name }}.txt{% endyield %}.jinja").write_text(
-        "{{ name }}\n"
-    )
+    (template / "template" / "{% yield name from names %}{{ name }}.txt{% endyield %}.jinja").write_text("{{ name }}\n")
     for n in range(3):
         out = matrix.render(template, tmp_path / f"out{n}", {})
         assert sorted(p.name for p in out.iterdir() if p.suffix == ".txt") == ["alpha.txt", "beta.txt"]

@@ -1,0 +1,24 @@
+"""The template's own Python (suite, benchmarks, copier hooks) meets the bar its services meet."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import matrix
+
+OWN_CODE = ["tests", "benchmarks", "hooks"]
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff_is_clean(command: list[str]) -> None:
+    """``ruff check`` and ``ruff format --check`` find nothing in the template's own code."""
+    result = subprocess.run(
+        [str(matrix.BIN / "ruff"), *command, "--no-cache", *OWN_CODE],
+        cwd=matrix.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -28,6 +28,7 @@ import marshal
 import os
 import sys
 import tempfile
+import time
 import traceback
 import types
 import warnings
@@ -161,9 +162,27 @@ def cache_rewrites(folder: Path) -> None:
                     file.write(marshal.dumps((source_hash, code)))
                 os.replace(file.name, kept)
             return source_hash, code
+        with contextlib.suppress(OSError):
+            os.utime(kept)  # its modification time is its last use, for `prune_rewrites`
         return source_hash, _with_filename(code, str(fn))
 
     rewrite._rewrite_test = rewrite_cached
+
+
+# A kept rewrite unused for this long is dropped (its module has changed since).
+UNUSED_FOR = 30 * 24 * 3600
+
+
+def prune_rewrites(folder: Path, now: float, unused_for: float = UNUSED_FOR) -> None:
+    """Drop the rewrites that no session has used for ``unused_for`` seconds.
+
+    Each version of a test module ever rendered leaves one file; those of
+    modules the template has since changed would otherwise stay for good.
+    """
+    for kept in folder.glob("*.marshal"):
+        with contextlib.suppress(OSError):  # another worker may prune it first
+            if now - kept.stat().st_mtime > unused_for:
+                kept.unlink()
 
 
 def _pytest(args: list[str], rewrite_cache: Path) -> int:
@@ -225,6 +244,8 @@ def main() -> None:
         rewrite_cache = Path(sys.argv[2])
     else:
         rewrite_cache = Path(tempfile.gettempdir()) / f"rewrite-cache-{os.getuid()}"
+    if mode == "pytest":
+        prune_rewrites(rewrite_cache, time.time())
     warm_up(mode)
     # Children inherit the warm heap; frozen, the garbage collector skips
     # it, which keeps pytest's end-of-session gc.collect() cheap and the

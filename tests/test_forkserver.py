@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import forkserver
 import matrix
 
 FAILING = """\
@@ -74,6 +76,21 @@ def test_a_rewrite_that_warns_warns_every_time(server: matrix.ForkServer, cache:
         assert failure is not None
         assert "assertion is always true" in failure.output
     assert set(cache.iterdir()) == kept
+
+
+def test_rewrites_unused_for_a_month_are_dropped(server: matrix.ForkServer, cache: Path, tmp_path: Path) -> None:
+    """A session's use keeps a rewrite; one that no session used for 30 days goes at the next server start."""
+    server.pytest(write_tree(tmp_path / "used", FAILING), {})
+    used = max(cache.glob("*.marshal"), key=lambda path: path.stat().st_mtime)  # kept or used just now
+    stale = cache / f"{'0' * 64}.marshal"
+    stale.write_bytes(b"")
+    month_ago = time.time() - forkserver.UNUSED_FOR - 60
+    for path in (used, stale):
+        os.utime(path, (month_ago, month_ago))
+    server.pytest(write_tree(tmp_path / "again", FAILING), {})  # uses `used` again
+    forkserver.prune_rewrites(cache, time.time())
+    assert not stale.exists()
+    assert used.exists()
 
 
 def test_mypy_server_judges_as_the_command_does(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import matrix
 from deploy_checks import deploy_checks
 
 COMBOS = matrix.all_combos()
+ALL_FLAGS = "client-health-v-trace-otel-auth-metrics-pg"
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=[combo.id for combo in COMBOS])
@@ -29,8 +30,37 @@ def test_combination(
     tmp_path: Path,
 ) -> None:
     """The rendered service is clean and its own tests pass."""
+    check(combo, {}, template, fork_server, request, tmp_path)
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+@pytest.mark.parametrize(
+    "combo", [matrix.Combo.from_id(ALL_FLAGS), matrix.Combo.from_id("bare-nodb")], ids=lambda combo: combo.id
+)
+def test_newer_python_version(
+    combo: matrix.Combo,
+    version: str,
+    template: Path,
+    fork_server: matrix.ForkServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """A service for a newer lowest Python passes ruff and mypy for that version (its target and
+    ``python_version``), and its deployment checks; its tests run on this suite's interpreter."""
+    check(combo, {"python_version": version}, template, fork_server, request, tmp_path)
+
+
+def check(
+    combo: matrix.Combo,
+    answers: dict[str, object],
+    template: Path,
+    fork_server: matrix.ForkServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """Render ``combo`` with ``answers`` and fail with every check that does not pass."""
     postgres_url = request.getfixturevalue("postgres_url") if combo.database == "postgresql" else None
-    tree = matrix.render(template, tmp_path / "service", combo.data)
+    tree = matrix.render(template, tmp_path / "service", combo.data | answers)
     # Every check at once, the slowest first: the rendered tests and mypy run
     # in processes of their own while this one checks the contents and the
     # deployment files. Wall time is what counts, and each phase waits (on

@@ -38,8 +38,10 @@ from ruamel.yaml import YAML
 
 import matrix
 
-# Manifests that `kubectl apply -k deploy/k8s` applies, by file name.
+# Manifests that `kubectl apply -k deploy/k8s` applies, by file name; with
+# SQLite (a file in the pod) one pod runs and there is no autoscaler.
 APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
+AUTOSCALER = "hpa.yaml"
 SECRET_EXAMPLE = "secret.example.yaml"
 CLIENT_SETTINGS = {
     "SERVICE_TIMEOUT",
@@ -408,11 +410,12 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
     folder = tree / "deploy" / "k8s"
     files = {path.name for path in folder.glob("*.yaml")}
     has_secret = "service_auth" in combo.flags or combo.database == "postgresql"
-    if files != APPLIED | {"kustomization.yaml"} | ({SECRET_EXAMPLE} if has_secret else set()):
+    applied = APPLIED - {AUTOSCALER} if combo.database == "sqlite" else APPLIED
+    if files != applied | {"kustomization.yaml"} | ({SECRET_EXAMPLE} if has_secret else set()):
         yield f"deploy/k8s: files {sorted(files)}"
     kustomization = _load(folder / "kustomization.yaml")
-    if set(kustomization["resources"]) != APPLIED:
-        yield f"kustomization.yaml: resources {kustomization['resources']}, not {sorted(APPLIED)}"
+    if set(kustomization["resources"]) != applied:
+        yield f"kustomization.yaml: resources {kustomization['resources']}, not {sorted(applied)}"
     load = {name: _load(folder / name) for name in files - {"kustomization.yaml"}}
     slug, port = answers["service_slug"], answers["port"]
 
@@ -500,7 +503,13 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         yield "service.yaml, pdb.yaml: the selectors do not match the pods"
     if load["service.yaml"]["spec"]["ports"][0]["targetPort"] != "http":
         yield "service.yaml: targetPort is not the http port"
-    if load["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] != slug:
+    replicas = load["deployment.yaml"]["spec"].get("replicas")
+    if combo.database == "sqlite":
+        if replicas != 1:
+            yield f"deployment.yaml: {replicas} replicas on SQLite, where each pod has a database of its own"
+    elif replicas is not None:
+        yield "deployment.yaml: sets replicas, which the HorizontalPodAutoscaler owns"
+    elif load[AUTOSCALER]["spec"]["scaleTargetRef"]["name"] != slug:
         yield "hpa.yaml: does not scale the Deployment"
 
 

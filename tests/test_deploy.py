@@ -79,6 +79,14 @@ BREAKAGES = [
         id="unknown-field",
     ),
     pytest.param(
+        "v-trace-metrics-sqlite",
+        "deploy/k8s/deployment.yaml",
+        "replicas: 1",
+        "replicas: 2",
+        ["2 replicas on SQLite"],
+        id="sqlite-scaled-out",
+    ),
+    pytest.param(
         "bare-nodb",
         "deploy/k8s/hpa.yaml",
         "minReplicas: 2",

@@ -40,8 +40,8 @@ import matrix
 
 # Manifests that `kubectl apply -k deploy/k8s` applies, by file name; with
 # SQLite (a file in the pod) one pod runs and there is no autoscaler.
-APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
 AUTOSCALER = "hpa.yaml"
+APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", AUTOSCALER, "pdb.yaml"}
 SECRET_EXAMPLE = "secret.example.yaml"
 CLIENT_SETTINGS = {
     "SERVICE_TIMEOUT",

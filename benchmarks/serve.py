@@ -3,12 +3,16 @@
     python benchmarks/serve.py rendered --port 8101 --src /tmp/x/service/src
     python benchmarks/serve.py bare --port 8102
     python benchmarks/serve.py seed --port 8103
+    python benchmarks/serve.py bare --port 8104 --loop asyncio --http h11
+    python benchmarks/serve.py reference --port 8105 --database-url sqlite+aiosqlite:////tmp/x/bench.db
 
 ``rendered`` is the rendered service's ``create_app()`` (settings from the
 environment); ``bare`` is a FastAPI app with the same two routes and nothing
 else; ``seed`` is ``bare`` plus a request ID set by ``@app.middleware("http")``,
 the seed's style, which runs through Starlette's ``BaseHTTPMiddleware``;
-``upstream`` is the client benchmark's stand-in upstream.
+``upstream`` is the client benchmark's stand-in upstream; ``reference`` is the
+hand-written items API of ``reference_app.py``. ``--loop`` and ``--http`` pick
+uvicorn's server stack (``auto``: uvloop and httptools where installed).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
+
+from reference_app import reference_app
 
 PACKAGE = "example_service"
 
@@ -80,16 +86,30 @@ def rendered_app(src: Path) -> FastAPI:
 def main() -> None:
     """Build the app named on the command line and serve it on loopback."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["rendered", "bare", "seed", "upstream"])
+    parser.add_argument("kind", choices=["rendered", "bare", "seed", "upstream", "reference"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--src", type=Path, help="the rendered tree's src folder (for rendered)")
+    parser.add_argument("--database-url", help="the database of the reference app")
+    parser.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
+    parser.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
     args = parser.parse_args()
     if args.kind == "rendered":
         app = rendered_app(args.src)
+    elif args.kind == "reference":
+        app = reference_app(args.database_url)
     else:
         app = {"bare": bare_app, "seed": seed_app, "upstream": upstream_app}[args.kind]()
-    # The same settings for all three: one worker, loopback, quiet, no access log.
-    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning", access_log=False)
+    # The same settings for all: one worker, loopback, quiet, no access log.
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        loop=args.loop,
+        http=args.http,
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,17 @@
 """Where items are kept: the interface the routes rely on."""
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from .schemas import Item
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Some items in id order, and how many items there are in all."""
+
+    items: list[Item]
+    total: int
 
 
 class ItemStore(Protocol):
@@ -16,10 +25,6 @@ class ItemStore(Protocol):
         """Return the item, or None when there is none with that id."""
         ...
 
-    async def page(self, *, limit: int, offset: int) -> list[Item]:
-        """Return up to ``limit`` items in id order, skipping ``offset``."""
-        ...
-
-    async def count(self) -> int:
-        """Return how many items there are."""
+    async def page(self, *, limit: int, offset: int) -> Page:
+        """Return up to ``limit`` items in id order, skipping ``offset``, and the total."""
         ...

@@ -40,5 +40,6 @@ async def list_items(
     offset: Offset = 0,
 ) -> list[Item]:
     """List items in id order; ``X-Total-Count`` says how many there are."""
-    response.headers["X-Total-Count"] = str(await store.count())
-    return await store.page(limit=limit, offset=offset)
+    page = await store.page(limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.items

@@ -209,8 +209,9 @@ def _start(check: str, args: list[str], cwd: Path) -> Callable[[], Failure | Non
 
 
 JINJA_MARKERS = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
-# Imported under another name than they are installed, or loaded by URL.
-DRIVERS = {"aiosqlite", "asyncpg"}
+# Loaded by name rather than imported: the database drivers by URL, uvicorn's
+# HTTP parser and event loop by its --http and --loop.
+LOADED_BY_NAME = {"aiosqlite", "asyncpg", "httptools", "uvloop"}
 
 
 def content_checks(tree: Path) -> Iterator[Failure]:
@@ -286,7 +287,7 @@ def dependency_problems(tree: Path) -> Iterator[str]:
             used |= dists
             if not dists & allowed:
                 yield f"{name}:{line}: imports {top!r}, which pyproject.toml does not declare"
-    for requirement in sorted(runtime - used - DRIVERS):
+    for requirement in sorted(runtime - used - LOADED_BY_NAME):
         yield f"pyproject.toml: depends on {requirement!r}, which no module imports"
 
 

@@ -1,12 +1,14 @@
 """Run the benchmarks: figures to read, never a pass or a fail.
 
-    python benchmarks/run.py                      # all five, in order
-    python benchmarks/run.py throughput client    # only those
+    python benchmarks/run.py                      # all six, in order
+    python benchmarks/run.py throughput routes    # only those
     python benchmarks/run.py asgi --profile       # where the rendered service's time goes
     python benchmarks/run.py --template /path/to/another/checkout matrix --sample 8
 
-Benchmarks: ``throughput`` (the rendered service against bare FastAPI and the
-seed's style, under wrk), ``asgi`` (the same three apps' cost per request in
+Benchmarks: ``throughput`` (``/health/live`` of the rendered service and of
+bare FastAPI, each on uvloop + httptools and on asyncio + h11, under wrk),
+``routes`` (the rendered items routes against a hand-written FastAPI +
+SQLAlchemy app, on SQLite and PostgreSQL, under wrk), ``asgi`` (the same three apps' cost per request in
 process, no network; ``--profile`` adds a pyinstrument profile), ``client`` (the resilient client against raw httpx,
 and an open circuit), ``matrix`` (the template suite's phases per combination),
 ``copier`` (``copier copy`` and ``copier update`` from the CLI). Each renders
@@ -27,10 +29,12 @@ import client_bench
 import common
 import copier_bench
 import matrix_bench
+import routes_bench
 import throughput
 
 BENCHMARKS = {
     "throughput": throughput,
+    "routes": routes_bench,
     "asgi": asgi_bench,
     "client": client_bench,
     "matrix": matrix_bench,

@@ -191,10 +191,17 @@ def run(template: Path, rounds: int, load: Load) -> dict[str, float]:
     }
     print()
     spread = {name: f"{min(values):.0f}-{max(values):.0f}" for name, values in rates.items()}
-    print(common.table([[name, f"{medians[name]:.0f}", spread[name]] for name in rates], ["server", "req/s", "min-max"]))
+    print(
+        common.table([[name, f"{medians[name]:.0f}", spread[name]] for name in rates], ["server", "req/s", "min-max"])
+    )
     print()
     rows = [
-        [name, f"{ratio:.2f}", f">= {goals[name]}" if name in goals else "", verdict(ratio, goals[name]) if name in goals else ""]
+        [
+            name,
+            f"{ratio:.2f}",
+            f">= {goals[name]}" if name in goals else "",
+            verdict(ratio, goals[name]) if name in goals else "",
+        ]
         for name, ratio in figures.items()
     ]
     print(common.table(rows, ["figure (median of the rounds' ratios)", "ratio", "goal", ""]))

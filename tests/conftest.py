@@ -19,6 +19,7 @@ SLOW = {
     "tests/test_update.py",
     "tests/test_schemathesis.py",
     "tests/test_fault_drill.py",
+    "tests/test_dependency_faults.py",
     "tests/test_questionnaire.py::test_bad_answer_is_refused_at_the_prompt",
     "tests/test_content_checks.py::test_fast_render_matches_copier",
     "tests/test_matrix.py::test_newer_python_version",  # a cold mypy cache per version

@@ -1,10 +1,13 @@
-"""Per-request cost in process: each throughput app's ASGI callable, called directly.
+"""Per-request cost in process: each app's ASGI callable, called directly.
 
 No socket, no uvicorn, no load generator: a GET's scope, receive and send, in a
 loop, in this one process. What is left is the app's own cost per request
-(routing, middleware, dependencies, serialisation), much steadier than wrk's
-figures on a shared machine. ``--profile`` prints where the rendered service's
-time goes (pyinstrument), to show what holds its throughput back.
+(routing, middleware, dependencies, serialisation, the database driver's work
+in this process), much steadier than wrk's figures on a shared machine.
+``/health/live`` compares the rendered default service with bare FastAPI and
+the seed's style; ``/api/v1/items`` (a page of 100 items and the total, from
+SQLite) compares it with the hand-written reference app on the same file.
+``--profile`` prints where the rendered service's time goes (pyinstrument).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from typing import Any
 
 import common
 import serve
-import throughput
+from reference_app import reference_app
+from routes_bench import ROWS, seed
+
+# Each route, and the app that the others are compared with on it.
+BASELINES = {"/health/live": "bare", "/api/v1/items": "reference"}
 
 
 def _scope(path: str) -> dict[str, Any]:
@@ -81,37 +88,36 @@ async def _requests(app: Any, path: str, count: int) -> float:
     return elapsed
 
 
-async def _measure(apps: dict[str, Any], count: int, rounds: int) -> None:
-    tasks = [await _lifespan_started(app) for app in apps.values()]
+async def _measure(apps: dict[str, dict[str, Any]], count: int, rounds: int) -> None:
+    """Time each route's apps in turn, round after round; print the medians."""
+    every = {id(app): app for route_apps in apps.values() for app in route_apps.values()}
+    tasks = [await _lifespan_started(app) for app in every.values()]
     rows = []
     try:
-        for path in throughput.ROUTES:
-            try:
-                for app in apps.values():
-                    await _requests(app, path, 200)  # warm up
-            except LookupError as error:
-                print(f"{path}: skipped ({error})")
-                continue
-            per: dict[str, list[float]] = {kind: [] for kind in apps}
+        for path, route_apps in apps.items():
+            for app in route_apps.values():
+                await _requests(app, path, 200)  # warm up
+            per: dict[str, list[float]] = {kind: [] for kind in route_apps}
             for _ in range(rounds):
-                for kind, app in apps.items():
+                for kind, app in route_apps.items():
                     per[kind].append(await _requests(app, path, count))
             medians = {kind: common.median(v) for kind, v in per.items()}
-            for kind in apps:
-                rows.append(
-                    [
-                        path,
-                        kind,
-                        f"{medians[kind] * 1e6:.0f}",
-                        f"{1 / medians[kind]:.0f}",
-                        f"{medians['bare'] / medians[kind]:.2f}",
-                    ]
-                )
+            baseline = medians[BASELINES[path]]
+            rows.extend(
+                [
+                    path,
+                    kind,
+                    f"{medians[kind] * 1e6:.0f}",
+                    f"{1 / medians[kind]:.0f}",
+                    f"{baseline / medians[kind]:.2f}",
+                ]
+                for kind in route_apps
+            )
     finally:
         for task in tasks:
             await task.inbox.put({"type": "lifespan.shutdown"})  # type: ignore[attr-defined]
             await task
-    print(common.table(rows, ["route", "app", "CPU us/request", "requests/s (one core)", "x bare speed"]))
+    print(common.table(rows, ["route", "app", "CPU us/request", "requests/s (one core)", "x the route's first app"]))
 
 
 def run(template: Path, count: int, rounds: int, profile: bool) -> None:
@@ -125,26 +131,29 @@ def run(template: Path, count: int, rounds: int, profile: bool) -> None:
         tree = common.render_default(template, work)
         env = common.service_env(tree)
         common.migrate(tree, env)
+        asyncio.run(seed(env["DATABASE_URL"], ROWS))
         with common.inside_service(tree, env):
-            apps = {"rendered": serve.rendered_app(tree / "src"), "bare": serve.bare_app(), "seed": serve.seed_app()}
+            rendered = serve.rendered_app(tree / "src")
+            apps = {
+                "/health/live": {"bare": serve.bare_app(), "rendered": rendered, "seed": serve.seed_app()},
+                "/api/v1/items": {"reference": reference_app(env["DATABASE_URL"]), "rendered": rendered},
+            }
             asyncio.run(_run_all(apps, count, rounds, profile))
 
 
-async def _run_all(apps: dict[str, Any], count: int, rounds: int, profile: bool) -> None:
+async def _run_all(apps: dict[str, dict[str, Any]], count: int, rounds: int, profile: bool) -> None:
     await _measure(apps, count, rounds)
     if profile:
         from pyinstrument import Profiler
 
-        tasks = [await _lifespan_started(apps["rendered"])]
+        rendered = apps["/health/live"]["rendered"]
+        tasks = [await _lifespan_started(rendered)]
         try:
-            for path in throughput.ROUTES:
-                try:
-                    await _requests(apps["rendered"], path, 10)
-                except LookupError:
-                    continue
+            for path in apps:
+                await _requests(rendered, path, 10)
                 profiler = Profiler(interval=0.0001, async_mode="enabled")
                 profiler.start()
-                await _requests(apps["rendered"], path, count * 2)
+                await _requests(rendered, path, count * 2)
                 profiler.stop()
                 print(f"\n--- pyinstrument: the rendered service, {count * 2} x GET {path} in process ---")
                 print(profiler.output_text(unicode=False, color=False, show_all=False))

@@ -54,6 +54,11 @@ async def _execute(url: str, statement: str, rows: list[dict[str, object]] | Non
         await db.dispose()
 
 
+async def seed(url: str, rows: int) -> None:
+    """Give the migrated database at ``url`` that many items."""
+    await _execute(url, "INSERT INTO items (name) VALUES (:name)", [{"name": f"item {n}"} for n in range(rows)])
+
+
 @contextmanager
 def database(kind: str, work: Path) -> Iterator[str | None]:
     """A database of this run's own, as a URL for the service's driver; None if there is no server."""
@@ -89,8 +94,7 @@ def measure(template: Path, kind: str, rounds: int, load: throughput.Load) -> di
         tree = matrix.render(snap, work / "service", {"database": kind})
         env = {**common.service_env(tree), "DATABASE_URL": url, "PYTHONDONTWRITEBYTECODE": "1"}
         common.migrate(tree, env)
-        rows = [{"name": f"item {n}"} for n in range(ROWS)]
-        asyncio.run(_execute(url, "INSERT INTO items (name) VALUES (:name)", rows))
+        asyncio.run(seed(url, ROWS))
         script = work / "post.lua"
         script.write_text(POST_SCRIPT)
         commands = {

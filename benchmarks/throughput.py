@@ -75,8 +75,8 @@ class Load:
     script: Path | None = None
 
 
-def wrk(port: int, route: str, load: Load, seconds: int | None = None) -> tuple[float, int]:
-    """Requests/s of one wrk run, and how many answers were not 2xx/3xx."""
+def wrk(port: int, route: str, load: Load, seconds: int | None = None) -> tuple[float, int, int]:
+    """Requests/s of one wrk run, the requests it made, and how many answers were not 2xx/3xx."""
     command = [WRK, f"-t{load.threads}", f"-c{load.connections}", f"-d{seconds or load.seconds}s"]
     if load.script:
         command += ["-s", str(load.script)]
@@ -85,15 +85,32 @@ def wrk(port: int, route: str, load: Load, seconds: int | None = None) -> tuple[
         raise RuntimeError(f"wrk failed on port {port}: {done.stderr}{done.stdout}")
     out = done.stdout
     rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    made = re.search(r"(\d+) requests in", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-    if rate is None:
+    if rate is None or made is None:
         raise RuntimeError(f"wrk printed no rate:\n{out}")
-    return float(rate[1]), int(bad[1]) if bad else 0
+    return float(rate[1]), int(made[1]), int(bad[1]) if bad else 0
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under load: where it listens, and its process."""
+
+    port: int
+    pid: int
+
+    def cpu(self) -> float:
+        """The CPU seconds (user and system) the process has used so far; NaN where /proc is not."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def servers(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], cwd: Path) -> Iterator[dict[str, int]]:
-    """Start each ``name: (command, environment)`` on a port of its own; yield the ports by name.
+def servers(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], cwd: Path) -> Iterator[dict[str, Server]]:
+    """Start each ``name: (command, environment)`` on a port of its own; yield them by name.
 
     The command's ``{port}`` is replaced by the port, which is also in the
     environment as ``PORT`` (for ``python -m``).
@@ -107,7 +124,7 @@ def servers(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], cwd
             started[name] = (port, subprocess.Popen(args, cwd=cwd, env=process_env))
         for port, process in started.values():
             wait_ready(port, process)
-        yield {name: port for name, (port, _) in started.items()}
+        yield {name: Server(port, process.pid) for name, (port, process) in started.items()}
     finally:
         for _, process in started.values():
             process.terminate()
@@ -115,28 +132,45 @@ def servers(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], cwd
             process.wait(timeout=30)
 
 
-def interleaved(ports: Mapping[str, int], route: str, load: Load, rounds: int) -> dict[str, list[float]]:
-    """Each server in turn, ``rounds`` times: the requests/s of every run, by server."""
-    statuses = {name: status_of(port, route) for name, port in ports.items()} if not load.script else {}
+@dataclass
+class Runs:
+    """Every run of each server: its requests/s, and its CPU seconds per request."""
+
+    rates: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+    def paired(self, over: str, under: str) -> float:
+        """The median of the rounds' ratios of requests/s ``over / under`` (runs seconds apart)."""
+        return common.median([a / b for a, b in zip(self.rates[over], self.rates[under], strict=True)])
+
+    def paired_cpu(self, over: str, under: str) -> float:
+        """The same ratio in requests per CPU second of each server: the machine's other load counts less."""
+        return common.median([b / a for a, b in zip(self.cpu[over], self.cpu[under], strict=True)])
+
+
+def interleaved(servers: Mapping[str, Server], route: str, load: Load, rounds: int) -> Runs:
+    """Each server in turn, ``rounds`` times."""
+    statuses = {name: status_of(server.port, route) for name, server in servers.items()} if not load.script else {}
     failing = {name: code for name, code in statuses.items() if code >= 400}
     if failing:
         raise RuntimeError(f"GET {route} answered {failing}")
-    for port in ports.values():  # warm every server up on this route
-        wrk(port, route, load, seconds=1)
-    rates: dict[str, list[float]] = {name: [] for name in ports}
+    for server in servers.values():  # warm every server up on this route
+        wrk(server.port, route, load, seconds=1)
+    runs = Runs({name: [] for name in servers}, {name: [] for name in servers})
     for n in range(rounds):
-        for name, port in ports.items():
-            rate, bad = wrk(port, route, load)
+        for name, server in servers.items():
+            before = server.cpu()
+            rate, made, bad = wrk(server.port, route, load)
+            runs.cpu[name].append((server.cpu() - before) / made)
             if bad:
                 print(f"  warning: {name} {route}: {bad} answers not 2xx/3xx")
-            rates[name].append(rate)
-        print(f"  {route} round {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items()), flush=True)
-    return rates
-
-
-def paired(rates: Mapping[str, list[float]], over: str, under: str) -> float:
-    """The median of the rounds' ratios ``over / under``: runs seconds apart, so drifts in load cancel."""
-    return common.median([a / b for a, b in zip(rates[over], rates[under], strict=True)])
+            runs.rates[name].append(rate)
+        print(
+            f"  {route} round {n + 1}: "
+            + ", ".join(f"{k} {v[-1]:.0f}/s ({runs.cpu[k][-1] * 1e6:.0f} us CPU)" for k, v in runs.rates.items()),
+            flush=True,
+        )
+    return runs
 
 
 def verdict(ratio: float, goal: float) -> str:
@@ -174,37 +208,46 @@ def run(template: Path, rounds: int, load: Load) -> dict[str, float]:
             "rendered plain": python_m(tree, env | PLAIN),
             "bare plain": bare(PLAIN),
         }
-        with servers(commands, tree) as ports:
-            rates = interleaved(ports, LIVE, load, rounds)
-    medians = {name: common.median(values) for name, values in rates.items()}
-    figures = {
-        "stack: rendered fast / rendered plain": paired(rates, "rendered fast", "rendered plain"),
-        "stack: bare fast / bare plain": paired(rates, "bare fast", "bare plain"),
-        "stack: rendered fast / bare plain": paired(rates, "rendered fast", "bare plain"),
-        "middleware: rendered / bare, fast stack": paired(rates, "rendered fast", "bare fast"),
-        "middleware: rendered / bare, plain stack": paired(rates, "rendered plain", "bare plain"),
+        with servers(commands, tree) as started:
+            runs = interleaved(started, LIVE, load, rounds)
+    pairs = {
+        "stack: rendered fast / rendered plain": ("rendered fast", "rendered plain"),
+        "stack: bare fast / bare plain": ("bare fast", "bare plain"),
+        "stack: rendered fast / bare plain": ("rendered fast", "bare plain"),
+        "middleware: rendered / bare, fast stack": ("rendered fast", "bare fast"),
+        "middleware: rendered / bare, plain stack": ("rendered plain", "bare plain"),
     }
     goals = {
         "stack: rendered fast / rendered plain": 1.8,
         "middleware: rendered / bare, fast stack": 0.95,
         "middleware: rendered / bare, plain stack": 0.95,
     }
-    print()
-    spread = {name: f"{min(values):.0f}-{max(values):.0f}" for name, values in rates.items()}
-    print(
-        common.table([[name, f"{medians[name]:.0f}", spread[name]] for name in rates], ["server", "req/s", "min-max"])
-    )
+    figures = {name: runs.paired(*pair) for name, pair in pairs.items()}
     print()
     rows = [
         [
             name,
-            f"{ratio:.2f}",
-            f">= {goals[name]}" if name in goals else "",
-            verdict(ratio, goals[name]) if name in goals else "",
+            f"{common.median(runs.rates[name]):.0f}",
+            f"{min(runs.rates[name]):.0f}-{max(runs.rates[name]):.0f}",
+            f"{common.median(runs.cpu[name]) * 1e6:.0f}",
         ]
-        for name, ratio in figures.items()
+        for name in runs.rates
     ]
-    print(common.table(rows, ["figure (median of the rounds' ratios)", "ratio", "goal", ""]))
+    print(common.table(rows, ["server", "req/s", "min-max", "server CPU us/request"]))
+    print()
+    rows = []
+    for name, pair in pairs.items():
+        goal = goals.get(name)
+        rows.append(
+            [
+                name,
+                f"{figures[name]:.2f}",
+                f"{runs.paired_cpu(*pair):.2f}",
+                f">= {goal}" if goal else "",
+                verdict(figures[name], goal) if goal else "",
+            ]
+        )
+    print(common.table(rows, ["figure (median of the rounds' ratios)", "req/s", "req per CPU s", "goal", "(req/s)"]))
     return figures
 
 

@@ -467,7 +467,8 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         # The paths the probes ask for are the ones the service's code routes.
         routed = "".join(path.read_text() for path in tree.glob("src/*/health.py"))
         for path in sorted(set(wanted_probes.values())):
-            if f'@router.get("{path}"' not in routed and f'@router.get(\n    "{path}"' not in routed:
+            # A GET route declared with a router's decorator or added to the app.
+            if not re.search(rf'(?:\.get|add_api_route)\(\s*"{re.escape(path)}"', routed):
                 yield f"deployment.yaml: probes {path}, which src/*/health.py does not route"
     else:
         for kind, probe in probes.items():

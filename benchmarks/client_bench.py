@@ -45,7 +45,7 @@ async def _app_upstream(settings: Any) -> AsyncIterator[Any]:
     async with app.router.lifespan_context(app):
         # The breaker logs when it opens; that one line is not a figure.
         logging.getLogger(common.PACKAGE).setLevel(logging.ERROR)
-        yield app.state.upstreams["user-service"]
+        yield importlib.import_module(f"{common.PACKAGE}.deps").app_resources(app).upstreams["user-service"]
 
 
 async def _per_call(call: Callable[[], Awaitable[object]], calls: int) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""The template's own Python (suite, benchmarks, copier hooks) meets the bar its services meet."""
+"""The template's own Python (suite, benchmarks, copier hooks, release script) meets the bar its services meet."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 import matrix
 
-OWN_CODE = ["tests", "benchmarks", "hooks"]
+OWN_CODE = ["tests", "benchmarks", "hooks", "scripts"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])

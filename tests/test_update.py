@@ -1,9 +1,12 @@
-"""Life after copy: the hooks, ``copier update`` between tags, flags turned on
-and off later, conflicts, and the migration of a moved file.
+"""Life after copy: the hooks, ``copier update`` between versions, flags turned
+on and off later, conflicts, every release updated to the working tree, and
+the README's own commands run as a user runs them.
 
-Every test works on a temporary git clone of the template whose tags the suite
-makes itself, and runs git with no identity configured, as on a fresh machine
-or in CI: the suite's own commits name their author with ``-c``.
+Every test works on a temporary git repository of the template, and runs git
+with no identity configured and no uv on ``PATH``, as on a fresh machine or in
+CI: the suite's own commits name their author with ``-c``. The tests of the
+README's commands build a machine of their own: only git, uv and a system
+Python that refuses ``pip install`` (PEP 668).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 from copier import run_copy, run_update
 from plumbum import local
 
+import history
 import matrix
 
 # The hooks are scripts, not a package: import the one whose helpers the
@@ -33,11 +37,12 @@ import env_file
 # process (`matrix.cache_jinja_compilation`): an update renders two versions.
 matrix.cache_jinja_compilation()
 
-IDENTITY = ["-c", "user.name=Suite", "-c", "user.email=suite@example.com"]
+IDENTITY = history.IDENTITY
 PACKAGE = "example_service"
-# Where the v0.1.0 migration moved the items tests from, and to.
-MOVED_FROM, MOVED_TO = "tests/test_items.py", "tests/api/test_items.py"
-# The line of the rendered README that the suite's v0.2.0 rewrites.
+# The two versions of the `releases` repository: the working tree, and the
+# working tree with a line of the rendered README rewritten.
+OLD, NEW = "v1.0.0", "v1.1.0"
+# The line of the rendered README that NEW rewrites.
 SERVE_LINE = "`uvicorn {{ package_name }}.main:create_app --factory` serves the same app."
 SERVE_LINE_V2 = "`uvicorn {{ package_name }}.main:create_app --factory` serves the same app under a process manager."
 SUPPORT = "## Support\n\nQuestions go to the platform team's channel.\n"
@@ -52,19 +57,25 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def no_git_identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Run the module with no git configuration but git's defaults.
+    """Run the module with no git configuration but git's defaults, and no uv.
 
-    Copier runs git and the tasks with plumbum's copy of the environment,
-    taken when plumbum was imported, so that copy is changed as well.
+    Without uv the copy task says what to run instead of writing ``uv.lock``
+    (the tests of the README's commands bring uv). Copier runs git and the
+    tasks with plumbum's copy of the environment, taken when plumbum was
+    imported, so that copy is changed as well.
     """
     home = tmp_path_factory.mktemp("home")
+    path = os.pathsep.join(
+        folder for folder in os.environ.get("PATH", "").split(os.pathsep) if not Path(folder, "uv").exists()
+    )
     bare = {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_CONFIG_NOSYSTEM": "1",
+        "PATH": path,
     }
-    unset = [f"GIT_{who}_{part}" for who in ("AUTHOR", "COMMITTER") for part in ("NAME", "EMAIL")] + ["EMAIL"]
+    unset = [f"GIT_{who}_{part}" for who in ("AUTHOR", "COMMITTER") for part in ("NAME", "EMAIL")] + ["EMAIL", "UV"]
     with pytest.MonkeyPatch.context() as patch, local.env(**bare):
         for name, value in bare.items():
             patch.setenv(name, value)
@@ -72,15 +83,6 @@ def no_git_identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             patch.delenv(name, raising=False)
             local.env.pop(name, "")
         yield
-
-
-def undo_move(tree: Path) -> None:
-    """Put the items tests back where they were before v0.1.0."""
-    tests = tree / "template" / "tests"
-    moved = tests / "api" / "test_items.py.jinja"
-    text = moved.read_text().replace("from ..conftest import", "from .conftest import")
-    (tests / "test_items.py.jinja").write_text(text)
-    shutil.rmtree(tests / "api")
 
 
 def rewrite(path: Path, old: str, new: str) -> None:
@@ -92,28 +94,22 @@ def rewrite(path: Path, old: str, new: str) -> None:
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The template's working tree as a repository with three versions.
+    """The template's working tree as a repository with two versions.
 
-    An untagged commit from before the items tests moved (a pre-release);
-    ``v0.1.0``, the working tree as it is; ``v0.2.0``, with a line of the
-    rendered README rewritten and a section added.
+    ``OLD``, the working tree as it is; ``NEW``, with a line of the rendered
+    README rewritten and a section added.
     """
     repo = tmp_path_factory.mktemp("template")
     matrix.snapshot(repo)
-    undo_move(repo)
     git(repo, "-c", "init.defaultBranch=main", "init", "--quiet")
     git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", "Before the move")
-    git(repo, "rm", "-r", "--quiet", ".")
-    matrix.snapshot(repo)
-    git(repo, "add", "--all")
     git(repo, "commit", "--quiet", "-m", "The working tree")
-    git(repo, "tag", "v0.1.0")
+    git(repo, "tag", OLD)
     readme = repo / "template" / "README.md.jinja"
     rewrite(readme, SERVE_LINE, SERVE_LINE_V2)
     readme.write_text(readme.read_text() + "\n" + SUPPORT)
     git(repo, "commit", "--quiet", "-am", "A README that says who helps")
-    git(repo, "tag", "v0.2.0")
+    git(repo, "tag", NEW)
     return repo
 
 
@@ -181,8 +177,8 @@ def check_tests_pass(server: matrix.ForkServer, tree: Path, database: str = "sql
 
 @pytest.fixture(scope="module")
 def rendered(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A service rendered at v0.1.0 with the defaults, hooks run, left as rendered."""
-    return render(releases, tmp_path_factory.mktemp("rendered") / "svc", "v0.1.0")
+    """A service rendered at OLD with the defaults, hooks run, left as rendered."""
+    return render(releases, tmp_path_factory.mktemp("rendered") / "svc", OLD)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +187,7 @@ def monorepo(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     outer = tmp_path_factory.mktemp("monorepo")
     git(outer, "-c", "init.defaultBranch=main", "init", "--quiet")
     git(outer, "commit", "--quiet", "--allow-empty", "-m", "Monorepo")
-    render(releases, outer / "services" / "svc", "v0.1.0")
+    render(releases, outer / "services" / "svc", OLD)
     return outer
 
 
@@ -236,7 +232,7 @@ def test_copy_writes_a_fresh_secret_to_env_only(rendered: Path, monorepo: Path) 
 
 def test_copy_without_service_auth_writes_env_without_secret(releases: Path, tmp_path: Path) -> None:
     """Without service_auth, .env is still written (Compose reads it), with every setting left at its default."""
-    dst = render(releases, tmp_path / "svc", "v0.1.0", service_auth=False)
+    dst = render(releases, tmp_path / "svc", OLD, service_auth=False)
     written = (dst / ".env").read_text()
     assert env_file.value_in(written, "SERVICE_SECRET") is None
     assert not [line for line in written.splitlines() if line and not line.startswith("#")]
@@ -247,7 +243,7 @@ def test_skip_tasks_renders_a_complete_working_service(
 ) -> None:
     """Rendered with --skip-tasks and no --trust, the service is all there and its tests pass."""
     dst = tmp_path / "svc"
-    run_copy(str(releases), dst, vcs_ref="v0.1.0", defaults=True, quiet=True, skip_tasks=True)
+    run_copy(str(releases), dst, vcs_ref=OLD, defaults=True, quiet=True, skip_tasks=True)
     assert not (dst / ".git").exists()
     assert not (dst / ".env").exists()
     assert files(dst) == [name for name in files(rendered) if name != ".env"]
@@ -296,19 +292,19 @@ def test_env_hook_keeps_a_real_secret(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_update_brings_the_change_and_keeps_the_users_work(
     releases: Path, tmp_path: Path, fork_server: matrix.ForkServer
 ) -> None:
-    """From v0.1.0 to v0.2.0 the template's change arrives, the user's edits stay, and the tests pass."""
-    dst = render(releases, tmp_path / "svc", "v0.1.0")
+    """From OLD to NEW the template's change arrives, the user's edits stay, and the tests pass."""
+    dst = render(releases, tmp_path / "svc", OLD)
     own = dst / "src" / PACKAGE / "pricing.py"
     own.write_text('"""The user\'s own module."""\n\nVAT = 0.2\n')
     rewrite(dst / "README.md", "A FastAPI microservice.\n", "A FastAPI microservice.\n\nOwned by the pricing team.\n")
     commit(dst, "Pricing")
-    update(dst, "v0.2.0")
+    update(dst, NEW)
     readme = (dst / "README.md").read_text()
     assert SERVE_LINE_V2.replace("{{ package_name }}", PACKAGE) in readme
     assert readme.endswith(SUPPORT)
     assert "Owned by the pricing team.\n" in readme
     assert own.read_text() == '"""The user\'s own module."""\n\nVAT = 0.2\n'
-    assert "_commit: v0.2.0" in (dst / ".copier-answers.yml").read_text()
+    assert f"_commit: {NEW}" in (dst / ".copier-answers.yml").read_text()
     assert leftovers(dst) == []
     assert sorted(changed(dst)) == [" M .copier-answers.yml", " M README.md"]
     check_tests_pass(fork_server, dst)
@@ -316,20 +312,20 @@ def test_update_brings_the_change_and_keeps_the_users_work(
 
 def test_update_to_the_same_version_changes_nothing(releases: Path, tmp_path: Path) -> None:
     """Updating a service to the version it already has leaves every file as it was."""
-    dst = render(releases, tmp_path / "svc", "v0.2.0")
+    dst = render(releases, tmp_path / "svc", NEW)
     before = {name: (dst / name).read_bytes() for name in files(dst)}
-    update(dst, "v0.2.0")
+    update(dst, NEW)
     assert changed(dst) == []
     assert {name: (dst / name).read_bytes() for name in files(dst)} == before
 
 
 def test_conflicting_edit_surfaces_as_inline_markers(releases: Path, tmp_path: Path) -> None:
     """A line both the user and the template changed shows both versions between git's markers."""
-    dst = render(releases, tmp_path / "svc", "v0.1.0")
+    dst = render(releases, tmp_path / "svc", OLD)
     users = "`uvicorn example_service.main:create_app --factory --workers 4` in production."
     rewrite(dst / "README.md", SERVE_LINE.replace("{{ package_name }}", PACKAGE), users)
     commit(dst, "Production notes")
-    update(dst, "v0.2.0")
+    update(dst, NEW)
     readme = (dst / "README.md").read_text()
     conflict = (
         f"<<<<<<< before updating\n{users}\n=======\n"
@@ -394,7 +390,7 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
     flag: Flag, releases: Path, tmp_path: Path, fork_server: matrix.ForkServer
 ) -> None:
     """``copier update --data FLAG=on`` adds the feature's files, dependencies and settings; off takes them away."""
-    dst = render(releases, tmp_path / "svc", "v0.2.0", **{flag.answer: flag.off})
+    dst = render(releases, tmp_path / "svc", NEW, **{flag.answer: flag.off})
     first = git(dst, "rev-parse", "HEAD").strip()
     paths = [dst / name.format(pkg=PACKAGE) for name in flag.files]
 
@@ -408,12 +404,12 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
         )
 
     assert not any(present())
-    update(dst, "v0.2.0", **{flag.answer: flag.on})
+    update(dst, NEW, **{flag.answer: flag.on})
     assert all(present())
     assert leftovers(dst) == []
     check_tests_pass(fork_server, dst)
     commit(dst, f"Turn {flag.answer} on")
-    update(dst, "v0.2.0", **{flag.answer: flag.off})
+    update(dst, NEW, **{flag.answer: flag.off})
     assert not any(present())
     git(dst, "add", "--all")
     assert git(dst, "diff", "--cached", "--stat", first) == ""
@@ -421,9 +417,9 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
 
 def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: Path, tmp_path: Path) -> None:
     """Turning service_auth on by update adds a secret to .env; turning it off leaves the user's .env alone."""
-    dst = render(releases, tmp_path / "svc", "v0.2.0", service_auth=False)
+    dst = render(releases, tmp_path / "svc", NEW, service_auth=False)
     assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") is None
-    update(dst, "v0.2.0", service_auth=True)
+    update(dst, NEW, service_auth=True)
     secret = env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET")
     assert secret
     assert not any(line.endswith(" .env") for line in changed(dst))
@@ -431,76 +427,29 @@ def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: 
         if name != ".env":
             assert secret not in (dst / name).read_bytes().decode(errors="replace"), name
     commit(dst, "Service auth on")
-    update(dst, "v0.2.0", service_auth=False)
+    update(dst, NEW, service_auth=False)
     assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") == secret
 
 
-def released_tags() -> list[str]:
-    """The template's release tags, oldest first."""
-    listed = subprocess.run(
-        ["git", "tag", "-l", "v*", "--sort=v:refname"], cwd=matrix.REPO, capture_output=True, text=True, check=True
-    )
-    return listed.stdout.split()
-
-
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clone of the template's repository, its working tree committed on top as HEAD."""
-    clone = tmp_path_factory.mktemp("history") / "template"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(matrix.REPO), str(clone)], check=True)
-    git(clone, "rm", "-r", "--quiet", "--ignore-unmatch", ".")
-    matrix.snapshot(clone)
-    git(clone, "add", "--all")
-    git(clone, "commit", "--quiet", "--allow-empty", "-m", "The working tree")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of the template's history, working tree on top, its releases tagged by its own script."""
+    clone = history.clone(tmp_path_factory.mktemp("history") / "template")
+    done = history.tag_releases(clone)
+    assert done.returncode == 0, done.stderr
     return clone
 
 
-@pytest.mark.parametrize("tag", released_tags())
-def test_every_release_updates_to_head_cleanly(tag: str, history: Path, rendered: Path, tmp_path: Path) -> None:
-    """A service rendered from any released tag updates to the working tree with nothing to resolve."""
-    dst = render(history, tmp_path / "svc", tag)
+@pytest.mark.parametrize("version", history.versions())
+def test_every_release_updates_to_head_cleanly(version: str, released: Path, rendered: Path, tmp_path: Path) -> None:
+    """A service rendered from any release of the changelog updates to the working tree with nothing to resolve."""
+    dst = render(released, tmp_path / "svc", f"v{version}")
+    assert f"_commit: v{version}\n" in (dst / ".copier-answers.yml").read_text()
     update(dst, "HEAD")
     assert leftovers(dst) == []
     assert git(dst, "diff", "--name-only", "--diff-filter=U") == ""
     # `rendered` is the working tree rendered with the same (default) answers.
     assert files(dst) == files(rendered)
-
-
-# ---------------------------------------------------------------------------
-# Migrations
-# ---------------------------------------------------------------------------
-
-USERS_TEST = '''
-
-async def test_items_start_empty(client: httpx.AsyncClient) -> None:
-    """A new service has no items."""
-    assert (await client.get(LIST)).json() == []
-'''
-
-
-def test_moved_file_keeps_the_users_edits(releases: Path, tmp_path: Path, fork_server: matrix.ForkServer) -> None:
-    """Updating across the move of the items tests carries the user's own test to the new file."""
-    before_move = git(releases, "rev-parse", "--short", "v0.1.0^").strip()
-    dst = render(releases, tmp_path / "svc", before_move)
-    old = dst / MOVED_FROM
-    old.write_text(old.read_text() + USERS_TEST)
-    commit(dst, "A test of our own")
-    update(dst, "v0.1.0")
-    assert not old.exists()
-    moved = (dst / MOVED_TO).read_text()
-    assert moved.endswith(USERS_TEST)
-    assert "from ..conftest import" in moved
-    assert leftovers(dst) == []
-    check_tests_pass(fork_server, dst)
-
-
-def test_moved_file_unedited_just_moves(releases: Path, rendered: Path, tmp_path: Path) -> None:
-    """A service that never touched the moved file ends up exactly as a fresh render of the new version."""
-    before_move = git(releases, "rev-parse", "--short", "v0.1.0^").strip()
-    dst = render(releases, tmp_path / "svc", before_move)
-    assert (dst / MOVED_FROM).is_file()
-    update(dst, "v0.1.0")
-    assert files(dst) == files(rendered)
     for name in files(rendered):
-        if name != ".env":
+        if name not in {".env", ".copier-answers.yml"}:
             assert (dst / name).read_bytes() == (rendered / name).read_bytes(), name

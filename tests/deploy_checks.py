@@ -45,6 +45,9 @@ APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", AUTOSCALER, "pdb
 SECRET_EXAMPLE = "secret.example.yaml"
 CLIENT_SETTINGS = {
     "SERVICE_TIMEOUT",
+    "ATTEMPT_TIMEOUT",
+    "UPSTREAM_MAX_CONCURRENCY",
+    "RETRY_BUDGET",
     "RETRY_ATTEMPTS",
     "RETRY_BACKOFF",
     "RETRY_BACKOFF_MAX",

@@ -374,7 +374,7 @@ FLAGS = [
         "http_client",
         off=False,
         on=True,
-        files=["src/{pkg}/outbound.py", "src/{pkg}/breaker.py", "src/{pkg}/upstreams/user_service.py"],
+        files=["src/{pkg}/outbound.py", "src/{pkg}/breaker.py", "src/{pkg}/upstreams/__init__.py"],
         dependencies=['"tenacity'],
         settings=["SERVICE_TIMEOUT", "USER_SERVICE_URL"],
     ),

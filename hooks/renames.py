@@ -1,0 +1,204 @@
+"""Carry the user's files to the paths that a changed answer gives them.
+
+``copier update --data package_name=NEW`` renders the package afresh in
+``src/NEW/`` and, since the new version renders nothing in ``src/OLD/``,
+deletes the template's modules there, the user's edits with them; the
+user's own modules stay behind. Copier diffs the user's work against the
+last render path by path, so it cannot follow a move. ``carry`` does, after
+copier's merge, in the service's folder:
+
+- each template module the user changed is three-way merged into its new
+  place (base: the module as the old version rendered it with the old
+  answers; theirs: the new render), conflicts written inline with copier's
+  own labels;
+- each module of the user's own moves with the folder;
+- imports of the old package, in every Python file of the service, name the
+  new one (``from OLD.x import y``, ``import OLD``, and strings such as
+  ``"OLD.settings.Settings"`` that name one of its modules);
+- the old folder goes, once only build leftovers (``__pycache__``) remain.
+
+Files named after an answer elsewhere (``service_slug``, say) move the same
+way when the template renders them. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import renders
+
+# The answers that name folders or files of the rendered service.
+NAMING_ANSWERS = ("package_name", "service_slug")
+# The labels `copier update --conflict inline` writes, so that one
+# explanation of conflict markers (the README's) covers both.
+LABELS = ["-L", "before updating", "-L", "last update", "-L", "after updating"]
+
+
+@dataclass
+class Carried:
+    """What ``carry`` did, for the report."""
+
+    folders: tuple[str, str] | None = None
+    merged: list[str] = field(default_factory=list)
+    conflicted: list[str] = field(default_factory=list)
+    own: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def renamed(before: dict[str, str], after: dict[str, str]) -> dict[str, str]:
+    """Old value -> new value of each naming answer that changed."""
+    return {
+        before[key]: after[key]
+        for key in NAMING_ANSWERS
+        if before.get(key) and after.get(key) and before[key] != after[key]
+    }
+
+
+def moved(path: str, renames: dict[str, str]) -> str:
+    """Where ``path`` goes: each part named after an old answer (``OLD``, ``OLD.yaml``) renamed."""
+    parts = path.split("/")
+    for index, part in enumerate(parts):
+        stem, dot, suffix = part.partition(".")
+        if stem in renames:
+            parts[index] = renames[stem] + dot + suffix
+    return "/".join(parts)
+
+
+def package_folders(before: dict[str, str], after: dict[str, str]) -> tuple[str, str] | None:
+    """``src/OLD`` and ``src/NEW`` when the package was renamed."""
+    old, new = before.get("package_name"), after.get("package_name")
+    return (f"src/{old}", f"src/{new}") if old and new and old != new else None
+
+
+def to_carry(base: set[str], mine: set[str], renames: dict[str, str], folders: tuple[str, str] | None) -> list[str]:
+    """The user's files that move: all of the package's folder, and template files named after an answer."""
+    inside = [name for name in mine if folders and name.startswith(folders[0] + "/")]
+    named = [name for name in mine & base if moved(name, renames) != name and Path(moved(name, renames)).exists()]
+    return sorted(set(inside) | set(named))
+
+
+def merge(mine: bytes, base: bytes, theirs: Path) -> tuple[bytes, bool]:
+    """Three-way merge of the user's version and the new render; the result, and whether it conflicts."""
+    with tempfile.TemporaryDirectory() as scratch:
+        ours, base_file = Path(scratch, "ours"), Path(scratch, "base")
+        ours.write_bytes(mine)
+        base_file.write_bytes(base)
+        done = subprocess.run(
+            ["git", "merge-file", *LABELS, str(ours), str(base_file), str(theirs)], capture_output=True, check=False
+        )
+        if done.returncode < 0 or done.returncode > 127:
+            return mine, True
+        return ours.read_bytes(), done.returncode > 0
+
+
+def modules_of(package: Path) -> set[str]:
+    """The names of the modules and subpackages directly in ``package``."""
+    if not package.is_dir():
+        return set()
+    return {entry.stem for entry in package.iterdir() if entry.suffix == ".py" or (entry / "__init__.py").is_file()}
+
+
+def rewrite_imports(text: str, old: str, new: str, modules: set[str]) -> str:
+    """``text`` with its imports of package ``old`` (and strings naming its modules) on ``new``."""
+    name = re.escape(old)
+    text = re.sub(rf"^(\s*from\s+){name}(?=[.\s])", rf"\g<1>{new}", text, flags=re.MULTILINE)
+    text = re.sub(rf"^(\s*import\s+){name}(?=[.\s,]|$)", rf"\g<1>{new}", text, flags=re.MULTILINE)
+    if modules:
+        known = "|".join(re.escape(module) for module in sorted(modules))
+        text = re.sub(rf"(?<=[\"']){name}(?=\.(?:{known})\b)", new, text)
+    return text
+
+
+def remove_if_only_leftovers(folder: Path) -> bool:
+    """Remove ``folder`` if nothing but empty folders and ``__pycache__`` is left in it."""
+    if not folder.is_dir():
+        return True
+    for cache in sorted(folder.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+    for inner in sorted((path for path in folder.rglob("*") if path.is_dir()), reverse=True):
+        if not any(inner.iterdir()):
+            inner.rmdir()
+    if any(folder.iterdir()):
+        return False
+    folder.rmdir()
+    return True
+
+
+def destination(old: str, renames: dict[str, str], folders: tuple[str, str] | None) -> str:
+    """Where the user's file ``old`` goes."""
+    if folders and old.startswith(folders[0] + "/"):
+        return folders[1] + old[len(folders[0]) :]
+    return moved(old, renames)
+
+
+def carry(base: Path, before: dict[str, str], after: dict[str, str]) -> Carried:
+    """Move the user's files and edits to their new names; ``base`` is the last render, as it was."""
+    renames = renamed(before, after)
+    folders = package_folders(before, after)
+    done = Carried(folders=folders)
+    base_files = renders.files_of(base)
+    mine = renders.committed_files()
+    for gone in sorted(base_files - mine):
+        # Deleted by the user: copier keeps it deleted under its old name
+        # only, so keep it deleted under the new one too.
+        there = destination(gone, renames, folders)
+        if there != gone and there not in mine and Path(there).is_file():
+            Path(there).unlink()
+            done.deleted.append(there)
+    for old in to_carry(base_files, mine, renames, folders):
+        new = Path(destination(old, renames, folders))
+        ours = renders.committed(old)
+        last = (base / old).read_bytes() if old in base_files else None
+        if ours is None or ours == last:
+            # Unchanged since the last render: copier has rendered the new one.
+            Path(f"{old}.rej").unlink(missing_ok=True)
+            continue
+        if last is None and new.exists():
+            done.left.append(old)
+            continue
+        if last is None:
+            result = ours
+            done.own.append(str(new))
+        elif new.is_file():
+            result, conflicts = merge(ours, last, new)
+            (done.conflicted if conflicts else done.merged).append(str(new))
+        else:
+            # The new version renders no such file: keep the user's.
+            result = ours
+            done.kept.append(str(new))
+        new.parent.mkdir(parents=True, exist_ok=True)
+        new.write_bytes(result)
+        Path(old).unlink(missing_ok=True)
+        Path(f"{old}.rej").unlink(missing_ok=True)
+    if folders:
+        rewrite_package_imports(before["package_name"], after["package_name"], Path(folders[1]))
+        if not remove_if_only_leftovers(Path(folders[0])):
+            done.left.append(folders[0] + "/")
+    return done
+
+
+def rewrite_package_imports(old: str, new: str, package: Path) -> None:
+    """Point every Python file of the service that imports ``old`` at ``new``."""
+    modules = modules_of(package)
+    listed = renders.git("ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout
+    for name in renders.paths(listed):
+        path = Path(name)
+        if path.suffix == ".py" and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            rewritten = rewrite_imports(text, old, new, modules)
+            if rewritten != text:
+                path.write_text(rewritten, encoding="utf-8")
+
+
+def restore_old(before: dict[str, str]) -> str:
+    """Put the old package back as ``HEAD`` has it, when it cannot be merged into the new one; say so."""
+    folder = f"src/{before.get('package_name', '')}"
+    renders.git("checkout", "HEAD", "--", folder)
+    return f"Put {folder}/ back as you had it: move your changes to the new package by hand, then delete it."

@@ -23,10 +23,12 @@ way when the template renders them. Standard library only.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
 import tempfile
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,8 @@ NAMING_ANSWERS = ("package_name", "service_slug")
 # The labels `copier update --conflict inline` writes, so that one
 # explanation of conflict markers (the README's) covers both.
 LABELS = ["-L", "before updating", "-L", "last update", "-L", "after updating"]
+# Tokens that say nothing about what a name means.
+IGNORED_TOKENS = {tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT}
 
 
 @dataclass
@@ -106,14 +110,44 @@ def modules_of(package: Path) -> set[str]:
 
 
 def rewrite_imports(text: str, old: str, new: str, modules: set[str]) -> str:
-    """``text`` with its imports of package ``old`` (and strings naming its modules) on ``new``."""
-    name = re.escape(old)
-    text = re.sub(rf"^(\s*from\s+){name}(?=[.\s])", rf"\g<1>{new}", text, flags=re.MULTILINE)
-    text = re.sub(rf"^(\s*import\s+){name}(?=[.\s,]|$)", rf"\g<1>{new}", text, flags=re.MULTILINE)
-    if modules:
-        known = "|".join(re.escape(module) for module in sorted(modules))
-        text = re.sub(rf"(?<=[\"']){name}(?=\.(?:{known})\b)", new, text)
-    return text
+    """``text`` with its imports of package ``old`` on ``new``, and the names and strings that follow from them.
+
+    ``from OLD.x import y`` and ``import OLD.x`` become ``NEW``; where the
+    module binds the name (``import OLD...``), every use of it does too;
+    strings that name one of the package's modules (``"OLD.settings.X"``,
+    as ``monkeypatch.setattr`` takes) follow. Text that is not valid Python
+    (conflict markers, say) gets its import lines rewritten only.
+    """
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        name = re.escape(old)
+        text = re.sub(rf"^(\s*from\s+){name}(?=[.\s])", rf"\g<1>{new}", text, flags=re.MULTILINE)
+        return re.sub(rf"^(\s*import\s+){name}(?=[.\s,]|$)", rf"\g<1>{new}", text, flags=re.MULTILINE)
+    words = [token for token in tokens if token.type not in IGNORED_TOKENS]
+    after_keyword = {
+        index
+        for index, token in enumerate(words)
+        if token.type == tokenize.NAME
+        and token.string == old
+        and index
+        and words[index - 1].string in {"from", "import"}
+    }
+    binds = any(words[index - 1].string == "import" for index in after_keyword)
+    known = "|".join(re.escape(module) for module in sorted(modules))
+    naming = re.compile(rf"(?<=[\"']){re.escape(old)}(?=\.(?:{known})\b)") if modules else None
+    edits: list[tuple[tuple[int, int], tuple[int, int], str]] = []
+    for index, token in enumerate(words):
+        if token.type == tokenize.NAME and token.string == old and (binds or index in after_keyword):
+            edits.append((token.start, token.end, new))
+        elif token.type == tokenize.STRING and naming and naming.search(token.string):
+            edits.append((token.start, token.end, naming.sub(new, token.string)))
+    lines = text.splitlines(keepends=True)
+    for (row, column), (end_row, end_column), replacement in reversed(edits):
+        if row == end_row:
+            line = lines[row - 1]
+            lines[row - 1] = line[:column] + replacement + line[end_column:]
+    return "".join(lines)
 
 
 def remove_if_only_leftovers(folder: Path) -> bool:

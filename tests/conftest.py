@@ -17,6 +17,7 @@ import matrix
 # served app under schemathesis, a fault drill, copier at a real prompt...).
 SLOW = {
     "tests/test_update.py",
+    "tests/test_update_safety.py",
     "tests/test_schemathesis.py",
     "tests/test_fault_drill.py",
     "tests/test_questionnaire.py::test_bad_answer_is_refused_at_the_prompt",

@@ -33,9 +33,13 @@ def find_uv() -> str | None:
     return given if given and Path(given).is_file() else shutil.which("uv")
 
 
+# Copier's own virtual environment, and settings that forbid writing the lock.
+IGNORED = {"VIRTUAL_ENV", "UV_LOCKED", "UV_FROZEN"}
+
+
 def lock(uv: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``uv lock`` here, outside copier's own virtual environment."""
-    env = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
+    """Run ``uv lock`` here, as if from a shell in this folder."""
+    env = {name: value for name, value in os.environ.items() if name not in IGNORED}
     return subprocess.run([uv, "lock", *extra], capture_output=True, text=True, check=False, env=env)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -22,3 +23,13 @@ def test_ruff_is_clean(command: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """``.ci/run`` runs the second console block of README.md, the template's test command, which runs pytest."""
+    printed = subprocess.run(
+        ["bash", str(matrix.REPO / ".ci" / "run"), "--print"], capture_output=True, text=True, check=True
+    ).stdout
+    blocks = re.findall(r"^```console\n(.*?)^```$", (matrix.REPO / "README.md").read_text(), re.MULTILINE | re.DOTALL)
+    assert printed == blocks[1]
+    assert printed.split()[:3] == ["uv", "run", "pytest"]

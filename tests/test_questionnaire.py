@@ -7,15 +7,21 @@ allowed.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pexpect
+import pyte
 import pytest
 import yaml
 from copier import run_copy
+from wcwidth import wcswidth
 
 import matrix
+
+# The terminal width the questionnaire must read well at.
+WIDTH = 80
 
 
 def copy(template: Path, dst: Path, **data: object) -> Path:
@@ -33,35 +39,35 @@ BAD_ANSWERS = [
     # (question, bad value, words the message must contain)
     ("project_name", "", "must not be empty"),
     ("project_name", "   ", "must not be empty"),
-    ("project_name", "two\nlines", "one line of printable"),
-    ("project_name", "tab\there", "one line of printable"),
-    ("service_slug", "Upper", "DNS-1123"),
-    ("service_slug", "1starts-with-digit", "DNS-1123"),
-    ("service_slug", "ends-with-dash-", "DNS-1123"),
-    ("service_slug", "under_score", "DNS-1123"),
-    ("service_slug", "a" * 64, "DNS-1123"),
-    ("service_slug", "slug\n", "DNS-1123"),
-    ("package_name", "Upper", "lower-case Python identifier"),
-    ("package_name", "9lives", "lower-case Python identifier"),
-    ("package_name", "with-dash", "lower-case Python identifier"),
-    ("package_name", "class", "keyword"),
-    ("package_name", "json", "standard-library"),
-    ("package_name", "asyncio", "standard-library"),
-    ("package_name", "fastapi", "dependency"),
-    ("package_name", "httpx", "dependency"),
-    ("package_name", "tests", "dependency or folder"),
-    ("description", "two\nlines", "one line"),
+    ("project_name", "two\nlines", "one printable line"),
+    ("project_name", "tab\there", "one printable line"),
+    ("service_slug", "Upper", "only a-z, 0-9, -"),
+    ("service_slug", "1starts-with-digit", "start with a-z"),
+    ("service_slug", "ends-with-dash-", "end with a-z, 0-9"),
+    ("service_slug", "under_score", "only a-z, 0-9, -"),
+    ("service_slug", "a" * 64, "63 characters max"),
+    ("service_slug", "slug\n", "only a-z, 0-9, -"),
+    ("package_name", "Upper", "only a-z, 0-9 and _"),
+    ("package_name", "9lives", "start with a-z or _"),
+    ("package_name", "with-dash", "only a-z, 0-9 and _"),
+    ("package_name", "class", "is a Python keyword"),
+    ("package_name", "json", "shadows the stdlib"),
+    ("package_name", "asyncio", "shadows the stdlib"),
+    ("package_name", "fastapi", "is a dependency"),
+    ("package_name", "httpx", "is a dependency"),
+    ("package_name", "tests", "names a folder"),
+    ("description", "two\nlines", "one printable line"),
     ("python_version", "3.10", "3.11"),
-    ("port", 80, "1024 to 65535"),
-    ("port", 1023, "1024 to 65535"),
-    ("port", 65536, "1024 to 65535"),
-    ("upstream_services", "Billing", "DNS-1123"),
-    ("upstream_services", "billing,,users", "DNS-1123"),
-    ("upstream_services", "billing,", "DNS-1123"),
-    ("upstream_services", "billing users", "DNS-1123"),
-    ("upstream_services", "billing,billing", "appear once"),
-    ("upstream_services", "example-service", "the service itself"),
-    ("upstream_services", "items", "items resource"),
+    ("port", 80, "not in 1024 to 65535"),
+    ("port", 1023, "not in 1024 to 65535"),
+    ("port", 65536, "not in 1024 to 65535"),
+    ("upstream_services", "Billing", "only a-z, 0-9, -"),
+    ("upstream_services", "billing,,users", "has an empty name"),
+    ("upstream_services", "billing,", "has an empty name"),
+    ("upstream_services", "billing users", "only a-z, 0-9, -"),
+    ("upstream_services", "billing,billing", "appears twice"),
+    ("upstream_services", "example-service", "is this service"),
+    ("upstream_services", "items", "is the items route"),
 ]
 
 
@@ -73,12 +79,19 @@ BAD_ANSWERS = [
 def test_bad_answer_is_refused_before_writing(
     template: Path, tmp_path: Path, question: str, value: object, message: str
 ) -> None:
-    """Each rule refuses a bad value with a message naming what is allowed, and writes nothing."""
+    """Each rule refuses a bad value, writing nothing, with one line of 80 columns: what was typed and what is allowed."""
     dst = tmp_path / "service"
     with pytest.raises(ValueError, match=question) as caught:
         copy(template, dst, **{question: value})
-    assert message in str(caught.value)
+    shown = str(caught.value)
+    assert message in shown
     assert not dst.exists()
+    if question != "python_version":  # copier's own message for a choice
+        # Copier shows it at the prompt in a toolbar one line high.
+        assert "\n" not in shown
+        assert wcswidth(shown) <= WIDTH, shown
+        typed = json.dumps(str(value), ensure_ascii=False)
+        assert typed[:6] in shown or typed.strip('"') in shown, f"{shown!r} does not say what was typed"
 
 
 def test_port_must_be_an_integer(template: Path, tmp_path: Path) -> None:
@@ -169,36 +182,87 @@ def test_every_contract_question_is_in_the_matrix() -> None:
     assert bools == set(matrix.FLAGS)
 
 
-def test_bad_answer_is_refused_at_the_prompt(template: Path, tmp_path: Path) -> None:
-    """Typed at copier's interactive prompt, a bad port is refused with the rule, and the prompt stays."""
+def refusal(template: Path, tmp_path: Path, question: str, value: object) -> str:
+    """The message copier refuses ``value`` for ``question`` with, given by ``--data``."""
+    with pytest.raises(ValueError, match=question) as caught:
+        copy(template, tmp_path / "refused", **{question: value})
+    return str(caught.value)
+
+
+class Terminal:
+    """Copier's interactive prompt on an 80-column terminal, as its user sees it."""
+
+    def __init__(self, args: list[str]) -> None:
+        """Start copier with ``args`` in a pseudo-terminal of 80 columns."""
+        self.screen = pyte.Screen(WIDTH, 24)
+        self.stream = pyte.ByteStream(self.screen)
+        self.child = pexpect.spawn(
+            str(matrix.BIN / "copier"),
+            args,
+            timeout=30,
+            dimensions=(24, WIDTH),
+            # pexpect's terminal does not answer prompt_toolkit's cursor-position
+            # requests, and each prompt would wait a second for the answer; this
+            # is prompt_toolkit's switch for such terminals.
+            env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
+        )
+
+    def lines(self) -> list[str]:
+        """What the screen shows, line by line."""
+        return [line.rstrip() for line in self.screen.display]
+
+    def shows(self, text: str) -> bool:
+        """Whether one line of the screen holds ``text`` whole."""
+        return any(text in line for line in self.lines())
+
+    def wait_for(self, text: str) -> None:
+        """Read copier's output until a line of the screen holds ``text``; fail with the screen if it never does."""
+        while not self.shows(text):
+            try:
+                self.stream.feed(self.child.read_nonblocking(65536, timeout=30))
+            except (pexpect.TIMEOUT, pexpect.EOF):
+                screen = "\n".join(self.lines())
+                pytest.fail(f"the screen never showed {text!r} on one line:\n{screen}")
+
+    def answer(self, text: str) -> None:
+        """Erase the default, type ``text`` and press Enter."""
+        self.child.send("\x7f" * 40 + text + "\r")
+
+
+def test_the_questionnaire_reads_whole_at_80_columns(template: Path, tmp_path: Path) -> None:
+    """At an 80-column prompt every help line and every refusal shows whole, and a refused answer can be retyped."""
+    config = yaml.safe_load((matrix.REPO / "copier.yml").read_text())
+    helps = {
+        name: question["help"] for name, question in config.items() if isinstance(question, dict) and "help" in question
+    }
+    bad = {
+        "service_slug": "Bad_Slug_With_A_Long_Name",
+        "port": "80",
+        "upstream_services": "billing,billing",
+    }
+    good = {"service_slug": "example-service", "port": "8000", "upstream_services": "user-service"}
+    expected = {
+        name: refusal(template, tmp_path, name, int(value) if name == "port" else value) for name, value in bad.items()
+    }
     dst = tmp_path / "service"
-    child = pexpect.spawn(
-        str(matrix.BIN / "copier"),
-        ["copy", "--trust", str(template), str(dst)],
-        encoding="utf-8",
-        timeout=30,
-        dimensions=(40, 200),
-        # pexpect's terminal does not answer prompt_toolkit's cursor-position
-        # requests, and each prompt would wait a second for the answer; this
-        # is prompt_toolkit's switch for such terminals.
-        env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1"},
-    )
+    terminal = Terminal(["copy", "--trust", str(template), str(dst)])
     try:
-        for help_text in [
-            "Human-readable name",
-            "Short name used",
-            "Python import name",
-            "One sentence",
-            "Lowest Python version",
-        ]:
-            child.expect(help_text)
-            child.send("\r")  # keep the default
-        child.expect("TCP port")
-        child.send("\x7f" * 8 + "80\r")  # erase the default, type 80
-        child.expect(r"The port must be an integer from 1024 to 65535 \(got 80\)")
-        child.send("\x7f" * 8 + "8080\r")  # the prompt is still there and takes a good answer
-        child.expect("Resilient outbound HTTP client")
+        for name, help_text in helps.items():
+            if name == "metrics":
+                break
+            terminal.wait_for(help_text)
+            if name == "port":
+                # Copier's own words for a value that is not a number; the help gives the range.
+                terminal.answer("abc")
+                terminal.wait_for("Invalid input")
+            if name in bad:
+                terminal.answer(bad[name])
+                terminal.wait_for(expected[name])
+                terminal.answer(good[name])  # the prompt is still there and takes a good answer
+            else:
+                terminal.child.send("\r")  # keep the default
+        terminal.wait_for(helps["metrics"])
     finally:
-        child.sendcontrol("c")
-        child.expect(pexpect.EOF)
+        terminal.child.sendcontrol("c")
+        terminal.child.expect(pexpect.EOF)
     assert not dst.exists()

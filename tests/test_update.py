@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from copier import run_copy, run_update
 from copier.errors import TaskError
@@ -456,3 +461,311 @@ def test_every_release_updates_to_head_cleanly(version: str, released: Path, ren
     for name in files(rendered):
         if name not in {".env", ".copier-answers.yml"}:
             assert (dst / name).read_bytes() == (rendered / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------------------
+# The hooks' answers to what they cannot do
+# ---------------------------------------------------------------------------
+
+
+def test_copy_from_a_relative_path_records_the_absolute_one(
+    releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``copier copy . ../svc`` records the template's absolute path, so the service updates later from its folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(releases)
+    run_copy(".", work / "svc", vcs_ref=OLD, defaults=True, unsafe=True, quiet=True)
+    dst = work / "svc"
+    assert f"_src_path: {releases}\n" in (dst / ".copier-answers.yml").read_text()
+    assert changed(dst) == []
+    monkeypatch.chdir(dst)
+    update(dst, NEW)
+    assert f"_commit: {NEW}\n" in (dst / ".copier-answers.yml").read_text()
+    assert SERVE_LINE_V2.replace("{{ package_name }}", PACKAGE) in (dst / "README.md").read_text()
+
+
+def test_copy_without_uv_says_what_to_run_and_commits_the_rest(
+    releases: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With no uv on the machine the render completes and is committed, and the task says how to add uv.lock."""
+    dst = render(releases, tmp_path / "svc", OLD)
+    out = capfd.readouterr().out
+    assert "install uv, run `uv lock` and commit uv.lock" in out
+    assert not (dst / "uv.lock").exists()
+    assert changed(dst) == []
+
+
+def test_lock_task_offline_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, with nothing cached, the lock task names the failure and what to run, and succeeds."""
+    monkeypatch.chdir(tmp_path)
+    Path("pyproject.toml").write_text('[project]\nname = "svc"\nversion = "0.1.0"\ndependencies = ["httpx>=0.27"]\n')
+    env = {"UV": str(matrix.BIN / "uv"), "UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "empty-cache")}
+    done = subprocess.run(
+        [sys.executable, str(matrix.REPO / "hooks" / "uv_lock.py")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("`uv lock` failed (")
+    assert done.stdout.rstrip().endswith("run `uv lock` once online, and commit uv.lock.")
+    assert not Path("uv.lock").exists()
+
+
+def test_lock_task_leaves_a_conflicted_pyproject_to_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an update that left conflict markers in pyproject.toml, the lock task says to resolve them first."""
+    monkeypatch.chdir(tmp_path)
+    conflicted = (
+        '[project]\nname = "svc"\n<<<<<<< before updating\nversion = "1"\n=======\nversion = "2"\n>>>>>>> after\n'
+    )
+    Path("pyproject.toml").write_text(conflicted)
+    done = subprocess.run(
+        [sys.executable, str(matrix.REPO / "hooks" / "uv_lock.py")],
+        env={**os.environ, "UV": str(matrix.BIN / "uv")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout == "pyproject.toml has conflict markers: resolve them, then run `uv lock` and commit uv.lock.\n"
+    assert not Path("uv.lock").exists()
+
+
+# ---------------------------------------------------------------------------
+# The README's commands, as written, on a machine with only git, uv and a
+# system Python that refuses `pip install` (PEP 668)
+# ---------------------------------------------------------------------------
+
+
+def console_blocks(markdown: str) -> list[list[str]]:
+    """The lines of each ```console block of a Markdown document, in order."""
+    return [block.splitlines() for block in re.findall(r"^```console\n(.*?)^```$", markdown, re.MULTILINE | re.DOTALL)]
+
+
+def rendered_update_command(readme: str) -> str:
+    """The update command of a rendered README, without its prompt."""
+    section = readme[readme.index("## Update it from the template") :]
+    [command] = [line.removeprefix("$ ") for line in console_blocks(section)[0] if "copier update" in line]
+    return command
+
+
+def uv_cache() -> str:
+    """The uv cache of the machine running the suite (a user's, once uv has been used)."""
+    found = subprocess.run([str(matrix.BIN / "uv"), "cache", "dir"], capture_output=True, text=True, check=True)
+    return found.stdout.strip()
+
+
+UV_CACHE = os.environ.get("UV_CACHE_DIR") or uv_cache()
+# How this machine reaches the package index (certificates, proxies, index),
+# which a user's shell on it would have too.
+NETWORK = {"SSL_CERT_FILE", "SSL_CERT_DIR", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_NATIVE_TLS", "UV_SYSTEM_CERTS"}
+
+
+def network_settings() -> dict[str, str]:
+    """The variables of the suite's environment that say how to reach the package index."""
+    return {name: value for name, value in os.environ.items() if name in NETWORK or name.lower().endswith("_proxy")}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A new machine: git, uv, and a system Python 3 that is externally managed."""
+
+    python: Path
+    env: dict[str, str]
+
+    def run(self, command: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` with bash in ``cwd`` on this machine, as pasted into its shell."""
+        return subprocess.run(
+            ["bash", "-c", command], cwd=cwd, env=self.env | extra, capture_output=True, text=True, check=False
+        )
+
+
+def externally_managed_python(prefix: Path) -> Path:
+    """A Python installation at ``prefix`` (not a virtual environment) that PEP 668 marks as externally managed.
+
+    It is this interpreter's own installation seen through links, as a
+    Debian or Ubuntu ``python3`` is: its standard library carries an
+    ``EXTERNALLY-MANAGED`` file, so ``pip install`` refuses to touch it.
+    """
+    base = Path(sys.base_prefix)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    stdlib = prefix / "lib" / version
+    stdlib.mkdir(parents=True)
+    for entry in (base / "lib").iterdir():
+        if entry.name != version:
+            (prefix / "lib" / entry.name).symlink_to(entry)
+    for entry in (base / "lib" / version).iterdir():
+        if entry.name != "site-packages":
+            (stdlib / entry.name).symlink_to(entry)
+    (stdlib / "site-packages").mkdir()
+    (stdlib / "site-packages" / "pip").symlink_to(base / "lib" / version / "site-packages" / "pip")
+    (stdlib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\nError=Use apt, or a virtual environment.\n")
+    (prefix / "bin").mkdir()
+    # A copy, not a link: Python finds its installation from where its binary is.
+    python = prefix / "bin" / "python3"
+    shutil.copy2(Path(base / "bin" / version), python)
+    return python
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Machine:
+    """git, uv and uvx, and an externally managed ``python3``; a fresh home, no git identity."""
+    root = tmp_path_factory.mktemp("machine")
+    tools = root / "tools"
+    tools.mkdir()
+    for name in ("uv", "uvx"):
+        (tools / name).symlink_to(matrix.BIN / name)
+    python = externally_managed_python(root / "python")
+    env = {
+        "PATH": os.pathsep.join([str(tools), str(python.parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": os.environ["HOME"],
+        "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"],
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+        "LANG": "C.UTF-8",
+        # What uv downloaded before on this machine, so that the test does not
+        # fetch every package again; uv fetches what is missing or newer.
+        "UV_CACHE_DIR": UV_CACHE,
+        # The Python above is the one to use: never download another.
+        "UV_PYTHON_DOWNLOADS": "never",
+        **network_settings(),
+    }
+    return Machine(python, env)
+
+
+def test_the_machine_refuses_pip_install(machine: Machine, tmp_path: Path) -> None:
+    """The test machine's python3 refuses ``python3 -m pip install uv`` as PEP 668 says, so the README cannot need it."""
+    done = machine.run("python3 -m pip install --dry-run uv", tmp_path)
+    assert done.returncode != 0
+    assert "externally-managed-environment" in done.stdout + done.stderr
+    assert machine.run("command -v copier", tmp_path).stdout == ""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve(machine: Machine, command: str, cwd: Path, port: int, deadline: float = 300.0) -> tuple[str, int]:
+    """Run ``command``, which ends by serving; once the app has started, check it answers, then stop it.
+
+    Returns what it printed and the status of ``GET /api/v1/items``.
+    """
+    process = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=machine.env | {"PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    printed: list[str] = []
+    end = time.monotonic() + deadline
+    try:
+        while "Application startup complete" not in (printed[-1] if printed else ""):
+            ready, _, _ = select.select([process.stdout], [], [], max(0.0, end - time.monotonic()))
+            line = process.stdout.readline() if ready else ""
+            if not line:
+                pytest.fail("the command stopped, or did not serve in time:\n" + "".join(printed))
+            printed.append(line)
+        status = httpx.get(f"http://127.0.0.1:{port}/api/v1/items", timeout=10).status_code
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    return "".join(printed) + rest, status
+
+
+SUPPORT_SECTION = "\n## Support\n\nAsk the platform team.\n"
+
+
+def test_readme_first_command_serves_and_its_update_command_brings_a_release(machine: Machine, tmp_path: Path) -> None:
+    """README's first command, as written, serves; the rendered README's update command then brings the next release.
+
+    On a clone of the template whose working tree is its newest release, as
+    a user's clone is. Between the two, ``git status`` is clean and
+    ``uv sync --locked`` passes; the update keeps the user's edits, brings
+    the template's new README section and dependency, and the lock follows.
+    """
+    clone = history.clone(tmp_path / "fastapi-service-template")
+    version = history.next_version(clone)
+    history.cut(clone, version)
+    assert history.tag_releases(clone).returncode == 0
+    first, _test_command = console_blocks((matrix.REPO / "README.md").read_text())[:2]
+    [command] = first
+    printed, status = serve(machine, command, clone, free_port())
+    assert status == 200, printed
+    svc = tmp_path / "example-service"
+    assert changed(svc) == [], printed
+    assert "uv.lock" in git(svc, "ls-files").split()
+    answers = (svc / ".copier-answers.yml").read_text()
+    assert f"_src_path: {clone}\n" in answers
+    assert f"_commit: v{version}\n" in answers
+    readme = (svc / "README.md").read_text()
+    update_command = rendered_update_command(readme)
+    assert f"\n    {update_command}\n" in printed, "the next steps and the rendered README give different updates"
+    synced = machine.run("uv sync --locked", svc)
+    assert synced.returncode == 0, synced.stderr
+    assert changed(svc) == []
+
+    # The user's own work, committed.
+    own = svc / "src" / PACKAGE / "pricing.py"
+    own.write_text('"""The user\'s own module."""\n\nVAT = 0.2\n')
+    rewrite(svc / "README.md", "A FastAPI microservice.\n", "A FastAPI microservice.\n\nOwned by the pricing team.\n")
+    commit(svc, "Pricing")
+
+    # The template's next release: a README section and a runtime dependency.
+    readme_template = clone / "template" / "README.md.jinja"
+    readme_template.write_text(readme_template.read_text() + SUPPORT_SECTION)
+    rewrite(
+        clone / "template" / "pyproject.toml.jinja",
+        '    "fastapi>=0.115",\n',
+        '    "anyio>=4.4",\n    "fastapi>=0.115",\n',
+    )
+    git(clone, "commit", "--quiet", "--all", "-m", "Support section; anyio")
+    newer = history.next_version(clone)
+    history.cut(clone, newer)
+    assert history.tag_releases(clone).returncode == 0
+
+    updated = machine.run(update_command, svc)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert f"_commit: v{newer}\n" in (svc / ".copier-answers.yml").read_text()
+    readme = (svc / "README.md").read_text()
+    assert readme.endswith(SUPPORT_SECTION)
+    assert "Owned by the pricing team.\n" in readme
+    assert own.read_text() == '"""The user\'s own module."""\n\nVAT = 0.2\n'
+    assert leftovers(svc) == []
+    assert sorted(changed(svc)) == [" M .copier-answers.yml", " M README.md", " M pyproject.toml", " M uv.lock"]
+    assert machine.run("uv lock --check", svc).returncode == 0
+    assert '{ name = "anyio", specifier = ">=4.4" }' in (svc / "uv.lock").read_text()
+
+
+def test_readme_skip_tasks_steps_work_as_pasted(machine: Machine, tmp_path: Path) -> None:
+    """README's --skip-tasks steps, pasted, leave what the tasks leave: a secret in .env, uv.lock, one clean commit."""
+    clone = history.clone(tmp_path / "fastapi-service-template")
+    history.cut(clone, history.next_version(clone))
+    assert history.tag_releases(clone).returncode == 0
+    readme = (matrix.REPO / "README.md").read_text()
+    [steps] = [block for block in console_blocks(readme) if any("--skip-tasks" in line for line in block)]
+    identity = {"GIT_AUTHOR_NAME": "User", "GIT_AUTHOR_EMAIL": "user@example.com"}
+    identity |= {"GIT_COMMITTER_NAME": "User", "GIT_COMMITTER_EMAIL": "user@example.com"}
+    done = machine.run("set -e\n" + "\n".join(steps), clone, **identity)
+    assert done.returncode == 0, done.stdout + done.stderr
+    svc = tmp_path / "example-service"
+    # What the tasks would have written: only SERVICE_SECRET set, to a fresh value.
+    settings = [line for line in (svc / ".env").read_text().splitlines() if line and not line.startswith("#")]
+    [secret] = settings
+    assert re.fullmatch(r"SERVICE_SECRET=[A-Za-z0-9_-]{43}", secret)
+    assert git(svc, "rev-list", "--count", "HEAD").strip() == "1"
+    assert "uv.lock" in git(svc, "ls-files").split()
+    assert changed(svc) == []
+    assert f"_src_path: {clone}\n" in (svc / ".copier-answers.yml").read_text()
+    # The message after the copy gives the same steps, for this service.
+    for line in steps[2:]:
+        assert line in done.stderr, f"the next steps do not give: {line}"

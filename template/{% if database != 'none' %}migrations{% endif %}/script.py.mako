@@ -1,4 +1,4 @@
-"""${message}
+"""${(message or "a new revision")[:1].upper()}${(message or "a new revision")[1:].rstrip(".")}.
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}

@@ -12,8 +12,9 @@ whether the dependencies changed (``uv sync``). When the update renamed the
 package (``--data package_name=NEW``), it first carries the user's work to
 the new names (``renames.py``).
 
-Exit status 1 when conflicts or ``.rej`` files are left, so that
-``copier update`` exits 1 too and a script or CI job can tell; 0 otherwise.
+Exit status 1 when conflicts or ``.rej`` files are left (or a renamed
+module that could not be merged), so that ``copier update`` exits 1 too and
+a script or CI job can tell; 0 otherwise.
 Copier's merge is complete by then: nothing is undone. Standard library
 only, because it runs in copier's interpreter.
 """
@@ -53,7 +54,8 @@ class Report:
     @property
     def unresolved(self) -> bool:
         """Whether files are left for the user to resolve before committing."""
-        return bool(self.conflicted or self.rejected or self.blocking)
+        unmerged = self.carried.unmerged if self.carried else []
+        return bool(self.conflicted or self.rejected or self.blocking or unmerged)
 
 
 def changed_files() -> list[str]:
@@ -170,7 +172,8 @@ def listing(title: str, names: list[str]) -> list[str]:
 
 def lines_of(report: Report) -> list[str]:
     """The report, as printed."""
-    head = f"After the update from {report.start} to {report.end}"
+    versions = f"from {report.start} to {report.end}" if report.start != report.end else f"at {report.end}"
+    head = f"After the update {versions}"
     lines = [f"{head}:" if report.unresolved else f"{head}: no conflicts."]
     if report.conflicted:
         lines += listing(
@@ -186,6 +189,8 @@ def lines_of(report: Report) -> list[str]:
         lines.append(f"  Moved {old}/ to {new}/ with your changes; `git add --all` records the moves.")
     if carried and carried.kept:
         lines += listing("Kept your version of modules the template no longer has:", carried.kept)
+    if carried and carried.unmerged:
+        lines += listing("Could not merge the template's new version into these; yours is kept:", carried.unmerged)
     if carried and carried.left:
         lines += listing("Left where they were (something is already at the new name):", carried.left)
     for old, files in report.still_named.items():

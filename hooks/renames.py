@@ -48,12 +48,9 @@ class Carried:
     """What ``carry`` did, for the report."""
 
     folders: tuple[str, str] | None = None
-    merged: list[str] = field(default_factory=list)
-    conflicted: list[str] = field(default_factory=list)
-    own: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    unmerged: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
 
 
 def renamed(before: dict[str, str], after: dict[str, str]) -> dict[str, str]:
@@ -88,8 +85,8 @@ def to_carry(base: set[str], mine: set[str], renames: dict[str, str], folders: t
     return sorted(set(inside) | set(named))
 
 
-def merge(mine: bytes, base: bytes, theirs: Path) -> tuple[bytes, bool]:
-    """Three-way merge of the user's version and the new render; the result, and whether it conflicts."""
+def merge(mine: bytes, base: bytes, theirs: Path) -> bytes | None:
+    """Three-way merge of the user's version and the new render, conflicts inline; None if git cannot merge."""
     with tempfile.TemporaryDirectory() as scratch:
         ours, base_file = Path(scratch, "ours"), Path(scratch, "base")
         ours.write_bytes(mine)
@@ -97,9 +94,8 @@ def merge(mine: bytes, base: bytes, theirs: Path) -> tuple[bytes, bool]:
         done = subprocess.run(
             ["git", "merge-file", *LABELS, str(ours), str(base_file), str(theirs)], capture_output=True, check=False
         )
-        if done.returncode < 0 or done.returncode > 127:
-            return mine, True
-        return ours.read_bytes(), done.returncode > 0
+        # merge-file exits with the number of conflicts, or a negative status on error.
+        return ours.read_bytes() if 0 <= done.returncode <= 127 else None
 
 
 def modules_of(package: Path) -> set[str]:
@@ -185,7 +181,6 @@ def carry(base: Path, before: dict[str, str], after: dict[str, str]) -> Carried:
         there = destination(gone, renames, folders)
         if there != gone and there not in mine and Path(there).is_file():
             Path(there).unlink()
-            done.deleted.append(there)
     for old in to_carry(base_files, mine, renames, folders):
         new = Path(destination(old, renames, folders))
         ours = renders.committed(old)
@@ -197,18 +192,14 @@ def carry(base: Path, before: dict[str, str], after: dict[str, str]) -> Carried:
         if last is None and new.exists():
             done.left.append(old)
             continue
-        if last is None:
-            result = ours
-            done.own.append(str(new))
-        elif new.is_file():
-            result, conflicts = merge(ours, last, new)
-            (done.conflicted if conflicts else done.merged).append(str(new))
-        else:
-            # The new version renders no such file: keep the user's.
-            result = ours
+        result = merge(ours, last, new) if last is not None and new.is_file() else None
+        if last is not None and new.is_file() and result is None:
+            done.unmerged.append(str(new))
+        elif last is not None and not new.is_file():
             done.kept.append(str(new))
         new.parent.mkdir(parents=True, exist_ok=True)
-        new.write_bytes(result)
+        # The user's own module, or theirs when there is nothing to merge with.
+        new.write_bytes(ours if result is None else result)
         Path(old).unlink(missing_ok=True)
         Path(f"{old}.rej").unlink(missing_ok=True)
     if folders:

@@ -37,6 +37,10 @@ from test_update import (
     rewrite,
 )
 
+# The hooks are scripts, not a package: import the one the tests call from its folder.
+sys.path.insert(0, str(matrix.REPO / "hooks"))
+import renames
+
 # What NEW adds to the template, at the end of each file.
 SETTING = '\n\n# The next release\'s setting.\nRELEASE_CHANNEL = "stable"\n'
 LOG_TEST = "\n\n# The next release checks one more log line.\n"
@@ -218,6 +222,7 @@ def test_moved_or_deleted_files_the_template_changed_are_named(releases: Release
     assert done.returncode == 0, done.stdout + done.stderr
     report = report_of(done)
     assert report[0] == f"After the update from {releases.old} to {releases.new}: no conflicts."
+    assert not [line for line in report if re.search(r"[Cc]onflict|\.rej|status 1", line)][1:]
     missed = listed_under(report, "Changed by the template, but moved or deleted here")
     assert missed[:2] == [f"src/{PACKAGE}/settings.py", "tests/test_logs.py"]
     [[restore]] = commands_under(svc, "Bring back a file you deleted")
@@ -273,9 +278,12 @@ def test_hand_edited_answer_is_recovered_by_the_readme_commands(releases: Releas
 
 
 def test_lost_tag_is_repaired_by_recording_its_commit(releases: Releases, svc: Path) -> None:
-    """With the tag of the recorded release gone, the update stops; the README's commands record that release's commit, and the update then keeps the user's edits."""
+    """In a squashed history, with the recorded release's tag gone, the update stops naming it; the README's commands record that release's commit, and the update then keeps the user's edits."""
     add_owner_note(svc)
-    commit(svc, "Owners")
+    # The history no longer holds the render: one new commit of everything.
+    shutil.rmtree(svc / ".git")
+    git(svc, "-c", "init.defaultBranch=main", "init", "--quiet")
+    commit(svc, "Everything, squashed")
     git(releases.repo, "tag", "--delete", releases.old)
     try:
         lost = shell(svc, update_command(svc))
@@ -293,21 +301,6 @@ def test_lost_tag_is_repaired_by_recording_its_commit(releases: Releases, svc: P
     readme = (svc / "README.md").read_text()
     assert "Owned by the pricing team.\n" in readme
     assert readme.endswith(SUPPORT)
-
-
-def test_squashed_history_updates_with_the_plain_command(releases: Releases, svc: Path) -> None:
-    """A service whose history is one new commit, without the render's, updates with the README's command and keeps the user's edits."""
-    add_owner_note(svc)
-    shutil.rmtree(svc / ".git")
-    git(svc, "-c", "init.defaultBranch=main", "init", "--quiet")
-    commit(svc, "Everything, squashed")
-
-    done = shell(svc, update_command(svc))
-    assert done.returncode == 0, done.stdout + done.stderr
-    readme = (svc / "README.md").read_text()
-    assert "Owned by the pricing team.\n" in readme
-    assert readme.endswith(SUPPORT)
-    assert answer(svc, "_commit") == releases.new
 
 
 def test_recopy_keeps_the_version_and_the_users_own_files(releases: Releases, service: Path, svc: Path) -> None:
@@ -356,3 +349,53 @@ def test_conflict_markers_and_rej_files_are_refused_at_commit_and_in_ci(svc: Pat
     for step in ci_guard_steps(svc):
         failed = shell(svc, step)
         assert failed.returncode != 0, failed.stdout
+
+
+def test_imports_of_the_old_package_follow_it() -> None:
+    """Imports of a renamed package, the names they bind and strings naming its modules follow; other names stay."""
+    source = (
+        "import example_service.settings\n"
+        "from example_service.schemas import Item\n"
+        "from example_service import pricing\n"
+        "import example_services\n\n"
+        "SETTINGS = example_service.settings\n"
+        'TARGET = "example_service.pricing.VAT"\n'
+        'DATABASE = "example_service.db"\n\n\n'
+        "def later() -> None:\n"
+        "    from example_service.api import items  # noqa: F401\n"
+    )
+    assert renames.rewrite_imports(source, "example_service", "orders", {"api", "pricing", "schemas"}) == (
+        "import orders.settings\n"
+        "from orders.schemas import Item\n"
+        "from orders import pricing\n"
+        "import example_services\n\n"
+        "SETTINGS = orders.settings\n"
+        'TARGET = "orders.pricing.VAT"\n'
+        'DATABASE = "example_service.db"\n\n\n'
+        "def later() -> None:\n"
+        "    from orders.api import items  # noqa: F401\n"
+    )
+    # Without `import example_service`, a variable of that name is the user's own.
+    own = "from example_service.x import y\nexample_service = y\n"
+    assert (
+        renames.rewrite_imports(own, "example_service", "orders", set())
+        == "from orders.x import y\nexample_service = y\n"
+    )
+
+
+def test_rej_files_left_make_the_report_fail(tmp_path: Path) -> None:
+    """A .rej file an update left, even a git-ignored one, is listed and the after-update report exits 1."""
+    git(tmp_path, "-c", "init.defaultBranch=main", "init", "--quiet")
+    (tmp_path / ".copier-answers.yml").write_text("_commit: v1.0.0\npackage_name: example_service\n")
+    (tmp_path / ".gitignore").write_text("*.rej\n")
+    commit(tmp_path, "A service")
+    (tmp_path / "README.md.rej").write_text("@@ -1 +1 @@\n-old\n+new\n")
+    script = matrix.REPO / "hooks" / "after_update.py"
+    args = ["--template", str(tmp_path), "--from", "v1.0.0", "--to", "v1.0.0"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = done.stdout.splitlines()
+    assert report[0] == "After the update at v1.0.0:"
+    assert listed_under(report, "Changes copier could not apply, in .rej files") == ["README.md.rej"]

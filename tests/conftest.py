@@ -17,10 +17,12 @@ import matrix
 # served app under schemathesis, a fault drill, copier at a real prompt...).
 SLOW = {
     "tests/test_update.py",
+    "tests/test_update_safety.py",
     "tests/test_migrations.py",
     "tests/test_release.py",
     "tests/test_schemathesis.py",
     "tests/test_fault_drill.py",
+    "tests/test_dependency_faults.py",
     "tests/test_questionnaire.py::test_the_questionnaire_reads_whole_at_80_columns",
     "tests/test_content_checks.py::test_fast_render_matches_copier",
     "tests/test_matrix.py::test_newer_python_version",  # a cold mypy cache per version

@@ -43,6 +43,8 @@ import matrix
 AUTOSCALER = "hpa.yaml"
 APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", AUTOSCALER, "pdb.yaml"}
 SECRET_EXAMPLE = "secret.example.yaml"
+# Seconds for requests in flight after SIGTERM, unless SHUTDOWN_TIMEOUT says.
+DEFAULT_SHUTDOWN_TIMEOUT = 20.0
 CLIENT_SETTINGS = {
     "SERVICE_TIMEOUT",
     "ATTEMPT_TIMEOUT",
@@ -368,6 +370,12 @@ def _compose_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, Any
     environment = service["environment"]
     if service.get("env_file") != ".env":
         yield "compose.yaml: the service does not read .env"
+    grace = re.fullmatch(r"(\d+)s", str(service.get("stop_grace_period", "")))
+    if not grace or int(grace[1]) <= DEFAULT_SHUTDOWN_TIMEOUT:
+        yield (
+            f"compose.yaml: stop_grace_period is {service.get('stop_grace_period')}, not more than"
+            f" SHUTDOWN_TIMEOUT ({DEFAULT_SHUTDOWN_TIMEOUT:g} s)"
+        )
     if environment.get("HOST") != "0.0.0.0" or f"{answers['port']}:{answers['port']}" not in service["ports"]:
         yield "compose.yaml: the service does not listen on 0.0.0.0 and publish its port"
     depends = service.get("depends_on", {})
@@ -400,8 +408,11 @@ def _compose_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, Any
 
 def _expected_settings(combo: matrix.Combo, upstreams: list[str]) -> set[str]:
     names = {"SERVICE_NAME", "SERVICE_VERSION", "HOST", "PORT", "LOG_LEVEL", "LOG_FORMAT"}
+    names |= {"MAX_BODY_BYTES", "SHUTDOWN_TIMEOUT"}
     if combo.database == "sqlite":
         names.add("DATABASE_URL")
+    if combo.database != "none":
+        names.add("DATABASE_TIMEOUT")
     if "health_checks" in combo.flags:
         names.add("HEALTH_CHECK_TIMEOUT")
     if "http_client" in combo.flags:
@@ -465,8 +476,7 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         for kind, probe in probes.items():
             if probe.get("tcpSocket") != {"port": "http"}:
                 yield f"deployment.yaml: {kind} is not a TCP probe on the http port"
-    if "preStop" not in app.get("lifecycle", {}):
-        yield "deployment.yaml: no preStop pause"
+    yield from _shutdown_problems(pod, app, config)
     inits = pod.get("initContainers", [])
     if combo.database == "none" and inits:
         yield "deployment.yaml: an init container without a database"
@@ -514,6 +524,25 @@ def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         yield "deployment.yaml: sets replicas, which the HorizontalPodAutoscaler owns"
     elif load[AUTOSCALER]["spec"]["scaleTargetRef"]["name"] != slug:
         yield "hpa.yaml: does not scale the Deployment"
+
+
+def _shutdown_problems(pod: Mapping[str, Any], app: Mapping[str, Any], config: Mapping[str, Any]) -> Iterator[str]:
+    """The preStop pause, then SHUTDOWN_TIMEOUT, end before the grace period does."""
+    command = app.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if len(command) != 2 or command[0] != "sleep" or not str(command[1]).isdigit():
+        yield f"deployment.yaml: preStop is {command}, not a pause of whole seconds"
+        return
+    pause, grace = int(command[1]), pod.get("terminationGracePeriodSeconds", 30)
+    try:
+        shutdown = float(config.get("SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT))
+    except ValueError:
+        yield f"configmap.yaml: SHUTDOWN_TIMEOUT is {config['SHUTDOWN_TIMEOUT']!r}, not a number"
+        return
+    if pause + shutdown >= grace:
+        yield (
+            f"deployment.yaml: preStop pause ({pause} s) + SHUTDOWN_TIMEOUT ({shutdown:g} s)"
+            f" leaves no time within terminationGracePeriodSeconds ({grace} s)"
+        )
 
 
 def _workflow_problems(tree: Path, combo: matrix.Combo) -> Iterator[str]:

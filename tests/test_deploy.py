@@ -166,6 +166,30 @@ BREAKAGES = [
         ["pre-commit"],
         id="pre-commit-config",
     ),
+    pytest.param(
+        "client-health-v-trace-auth-metrics-pg",
+        "deploy/k8s/deployment.yaml",
+        "terminationGracePeriodSeconds: 30",
+        "terminationGracePeriodSeconds: 20",
+        ["leaves no time within terminationGracePeriodSeconds (20 s)"],
+        id="grace-period-short",
+    ),
+    pytest.param(
+        "bare-nodb",
+        "deploy/k8s/configmap.yaml",
+        'SHUTDOWN_TIMEOUT: "20.0"',
+        'SHUTDOWN_TIMEOUT: "28.0"',
+        ["preStop pause (5 s) + SHUTDOWN_TIMEOUT (28 s) leaves no time"],
+        id="shutdown-timeout-long",
+    ),
+    pytest.param(
+        "health-auth-nodb",
+        "compose.yaml",
+        "stop_grace_period: 25s",
+        "stop_grace_period: 10s",
+        ["compose.yaml: stop_grace_period"],
+        id="compose-kills-early",
+    ),
 ]
 
 

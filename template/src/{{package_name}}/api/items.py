@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from ..deps import StoreDep
-from ..problems import ProblemError
+from ..problems import ProblemError, problem_responses
 from ..schemas import Item, ItemCreate, ItemId
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items on one page")]
@@ -17,13 +17,17 @@ router = APIRouter(tags=["items"])
 listing = APIRouter(tags=["items"])
 
 
-@router.post("/items", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/items",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400, 413, 422),
+)
 async def create_item(body: ItemCreate, store: StoreDep) -> Item:
     """Create an item; the service assigns its id."""
     return await store.add(body.name)
 
 
-@router.get("/items/{item_id}")
+@router.get("/items/{item_id}", responses=problem_responses(404, 422))
 async def read_item(item_id: ItemId, store: StoreDep) -> Item:
     """Return one item, or a 404 problem."""
     item = await store.get(item_id)
@@ -32,7 +36,7 @@ async def read_item(item_id: ItemId, store: StoreDep) -> Item:
     return item
 
 
-@listing.get("/items")
+@listing.get("/items", responses=problem_responses(422))
 async def list_items(
     store: StoreDep,
     response: Response,

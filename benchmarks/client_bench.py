@@ -2,9 +2,10 @@
 raw ``httpx.AsyncClient``, and the latency of a call an open circuit refuses.
 
 The rendered default service's own modules are imported from its ``src``: its
-``load_settings()`` reads the upstream's URL from the environment and its
-``build_upstreams()`` builds the upstream exactly as the lifespan does (retry
-policy, circuit breaker, service token).
+``load_settings()`` reads the upstream's URL from the environment, and the
+upstream is the one its app's lifespan builds (bulkhead, retry policy and
+budget, circuit breaker, service token, and the events that logging and
+metrics subscribe to).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,9 +35,17 @@ def _import_service() -> tuple[ModuleType, Any]:
     """The rendered ``outbound`` module and the settings (inside `common.inside_service`)."""
     outbound = importlib.import_module(f"{common.PACKAGE}.outbound")
     settings = importlib.import_module(f"{common.PACKAGE}.settings").load_settings()
-    # The breaker logs when it opens; that one line is not a figure.
-    logging.getLogger(common.PACKAGE).setLevel(logging.ERROR)
     return outbound, settings
+
+
+@asynccontextmanager
+async def _app_upstream(settings: Any) -> AsyncIterator[Any]:
+    """The ``user-service`` upstream of a new app of the rendered service, its lifespan running."""
+    app = importlib.import_module(f"{common.PACKAGE}.main").create_app(settings)
+    async with app.router.lifespan_context(app):
+        # The breaker logs when it opens; that one line is not a figure.
+        logging.getLogger(common.PACKAGE).setLevel(logging.ERROR)
+        yield importlib.import_module(f"{common.PACKAGE}.deps").app_resources(app).upstreams["user-service"]
 
 
 async def _per_call(call: Callable[[], Awaitable[object]], calls: int) -> tuple[float, float]:
@@ -100,10 +110,9 @@ def _mock_transport() -> httpx.MockTransport:
 
 async def _measure(outbound: ModuleType, settings: Any, base_url: str, rounds: int, calls: int) -> None:
     rows = []
-    async with outbound.new_http_client(settings) as http:
-        socket = await _compare(http, outbound.build_upstreams(settings)["user-service"], base_url, rounds, calls)
-    async with httpx.AsyncClient(transport=_mock_transport()) as http:
-        upstream = outbound.build_upstreams(settings)["user-service"]
+    async with outbound.new_http_client(settings) as http, _app_upstream(settings) as upstream:
+        socket = await _compare(http, upstream, base_url, rounds, calls)
+    async with httpx.AsyncClient(transport=_mock_transport()) as http, _app_upstream(settings) as upstream:
         mock = await _compare(http, upstream, base_url, rounds, calls)
         refused, refused_cpu = await _open_circuit(outbound, upstream, http, calls * 5)
     for where, figures in (("loopback uvicorn", socket), ("in-process MockTransport", mock)):

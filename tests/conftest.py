@@ -17,6 +17,7 @@ import matrix
 # served app under schemathesis, a fault drill, copier at a real prompt...).
 SLOW = {
     "tests/test_update.py",
+    "tests/test_update_safety.py",
     "tests/test_migrations.py",
     "tests/test_release.py",
     "tests/test_schemathesis.py",
@@ -71,7 +72,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         name = item.nodeid.split("[")[0]
         if name in SLOW or name.split("::")[0] in SLOW:
             return 100
-        combo = getattr(item, "callspec", None) and item.callspec.params.get("combo")
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        combo = params.get("combo") or ("combo_id" in params and matrix.Combo.from_id(params["combo_id"]))
         if isinstance(combo, matrix.Combo):
             return 10 + len(combo.flags) + (combo.database == "postgresql")
         return 0

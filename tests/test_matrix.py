@@ -48,6 +48,33 @@ def test_newer_python_version(
     check(combo, {"python_version": version}, template, fork_server, request, tmp_path)
 
 
+# Each combination above renders the default upstream, one; these render none and two, for the
+# service with every flag and for one with the client and few other flags.
+UPSTREAM_CASES = [
+    (combo_id, upstreams)
+    for combo_id in (ALL_FLAGS, "client-metrics-sqlite")
+    for upstreams in ("", "user-service,billing")
+]
+
+
+@pytest.mark.parametrize(
+    ("combo_id", "upstreams"),
+    UPSTREAM_CASES,
+    ids=[f"{combo_id}-upstreams{len(list(filter(None, u.split(','))))}" for combo_id, u in UPSTREAM_CASES],
+)
+def test_upstream_count(
+    combo_id: str,
+    upstreams: str,
+    template: Path,
+    fork_server: matrix.ForkServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """With no upstream, or with two, the service is as clean, and its own tests pass."""
+    combo = matrix.Combo.from_id(combo_id)
+    check(combo, {"upstream_services": upstreams}, template, fork_server, request, tmp_path)
+
+
 def check(
     combo: matrix.Combo,
     answers: dict[str, object],

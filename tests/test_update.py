@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from copier import run_copy, run_update
+from copier.errors import TaskError
 from plumbum import local
 
 import history
@@ -325,12 +326,14 @@ def test_update_to_the_same_version_changes_nothing(releases: Path, tmp_path: Pa
 
 
 def test_conflicting_edit_surfaces_as_inline_markers(releases: Path, tmp_path: Path) -> None:
-    """A line both the user and the template changed shows both versions between git's markers."""
+    """A line both the user and the template changed shows both versions between git's markers, and the update fails."""
     dst = render(releases, tmp_path / "svc", OLD)
     users = "`uvicorn example_service.main:create_app --factory --workers 4` in production."
     rewrite(dst / "README.md", SERVE_LINE.replace("{{ package_name }}", PACKAGE), users)
     commit(dst, "Production notes")
-    update(dst, NEW)
+    # The after-update report fails the update while conflicts are left.
+    with pytest.raises(TaskError, match="after_update.py"):
+        update(dst, NEW)
     readme = (dst / "README.md").read_text()
     conflict = (
         f"<<<<<<< before updating\n{users}\n=======\n"
@@ -374,7 +377,7 @@ FLAGS = [
         "http_client",
         off=False,
         on=True,
-        files=["src/{pkg}/outbound.py", "src/{pkg}/breaker.py", "src/{pkg}/upstreams/user_service.py"],
+        files=["src/{pkg}/outbound.py", "src/{pkg}/breaker.py", "src/{pkg}/upstreams/__init__.py"],
         dependencies=['"tenacity'],
         settings=["SERVICE_TIMEOUT", "USER_SERVICE_URL"],
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pexpect
@@ -102,38 +103,68 @@ def test_port_must_be_an_integer(template: Path, tmp_path: Path) -> None:
     assert not dst.exists()
 
 
+# Values at the edge of each rule, given together in two renders: one edge of
+# each rule in the first, the other in the second.
+EDGES = [
+    {
+        "port": 1024,
+        "service_slug": "a",
+        "package_name": "my_service2",
+        "upstream_services": "",
+        "project_name": "Ünïcode Service",
+    },
+    {
+        "port": 65535,
+        "service_slug": "a" * 63,
+        "upstream_services": "billing, users",
+        "description": 'Says "hello" \\ back.',
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def render_once(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Render with the defaults and the answers given, once per set of answers in this module."""
+    done: dict[str, Path] = {}
+
+    def rendered(**data: object) -> Path:
+        key = json.dumps(data, sort_keys=True)
+        if key not in done:
+            done[key] = copy(template, tmp_path_factory.mktemp("service") / "service", **data)
+        return done[key]
+
+    return rendered
+
+
 @pytest.mark.parametrize(
-    ("question", "value"),
-    [
-        ("port", 1024),
-        ("port", 65535),
-        ("service_slug", "a"),
-        ("service_slug", "a" * 63),
-        ("package_name", "my_service2"),
-        ("upstream_services", ""),
-        ("upstream_services", "billing, users"),
-        ("project_name", "Ünïcode Service"),
-        ("description", 'Says "hello" \\ back.'),
-    ],
+    ("edges", "question", "value"),
+    [(index, question, value) for index, edges in enumerate(EDGES) for question, value in edges.items()],
+    ids=[f"{question}-{value!r}"[:60] for edges in EDGES for question, value in edges.items()],
 )
-def test_good_answer_at_the_edge_is_accepted(template: Path, tmp_path: Path, question: str, value: object) -> None:
+def test_good_answer_at_the_edge_is_accepted(
+    render_once: Callable[..., Path], edges: int, question: str, value: object
+) -> None:
     """Values at the edge of each rule are accepted and recorded."""
-    dst = copy(template, tmp_path / "service", **{question: value})
+    dst = render_once(**EDGES[edges])
     assert answers(dst)[question] == value
 
 
-def test_defaults_derive_from_the_project_name(template: Path, tmp_path: Path) -> None:
+# One render for the derived defaults and both questions left out.
+DERIVED = {"project_name": "Billing & Payments  API!", "http_client": False, "request_tracing": False}
+
+
+def test_defaults_derive_from_the_project_name(render_once: Callable[..., Path]) -> None:
     """The slug comes from the project name, and the package name from the slug."""
-    dst = copy(template, tmp_path / "service", project_name="Billing & Payments  API!")
+    dst = render_once(**DERIVED)
     recorded = answers(dst)
     assert recorded["service_slug"] == "billing-payments-api"
     assert recorded["package_name"] == "billing_payments_api"
     assert (dst / "src" / "billing_payments_api" / "main.py").is_file()
 
 
-def test_defaults_match_the_contract(template: Path, tmp_path: Path) -> None:
+def test_defaults_match_the_contract(render_once: Callable[..., Path]) -> None:
     """``--defaults`` records the contract's default for every question."""
-    recorded = answers(copy(template, tmp_path / "service"))
+    recorded = answers(render_once())
     assert {k: v for k, v in recorded.items() if not k.startswith("_")} == {
         "project_name": "Example Service",
         "service_slug": "example-service",
@@ -153,21 +184,23 @@ def test_defaults_match_the_contract(template: Path, tmp_path: Path) -> None:
     }
 
 
-def test_upstreams_are_not_asked_without_the_client(template: Path, tmp_path: Path) -> None:
+def test_upstreams_are_not_asked_without_the_client(render_once: Callable[..., Path]) -> None:
     """With ``http_client`` off, ``upstream_services`` is neither asked nor recorded."""
-    recorded = answers(copy(template, tmp_path / "service", http_client=False))
+    recorded = answers(render_once(**DERIVED))
+    assert recorded["http_client"] is False
     assert "upstream_services" not in recorded
 
 
-def test_opentelemetry_is_not_asked_without_tracing(template: Path, tmp_path: Path) -> None:
+def test_opentelemetry_is_not_asked_without_tracing(render_once: Callable[..., Path]) -> None:
     """With ``request_tracing`` off, ``opentelemetry`` is neither asked nor recorded."""
-    recorded = answers(copy(template, tmp_path / "service", request_tracing=False))
+    recorded = answers(render_once(**DERIVED))
+    assert recorded["request_tracing"] is False
     assert "opentelemetry" not in recorded
 
 
-def test_computed_values_are_not_recorded(template: Path, tmp_path: Path) -> None:
+def test_computed_values_are_not_recorded(render_once: Callable[..., Path]) -> None:
     """Values derived from the answers stay out of the answers file."""
-    recorded = answers(copy(template, tmp_path / "service"))
+    recorded = answers(render_once())
     assert not {"upstreams", "tracing_otel", "default_database_url"} & set(recorded)
 
 

@@ -147,9 +147,11 @@ def commit(dst: Path, message: str) -> None:
 
 
 def files(tree: Path) -> list[str]:
-    """Every file of ``tree`` outside ``.git``, relative and sorted."""
+    """Every file of ``tree`` outside ``.git`` and ``.venv`` (which ``uv run`` makes), relative and sorted."""
     return sorted(
-        path.relative_to(tree).as_posix() for path in tree.rglob("*") if path.is_file() and ".git" not in path.parts
+        path.relative_to(tree).as_posix()
+        for path in tree.rglob("*")
+        if path.is_file() and not {".git", ".venv"} & set(path.relative_to(tree).parts)
     )
 
 

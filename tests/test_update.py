@@ -148,11 +148,11 @@ def commit(dst: Path, message: str) -> None:
 
 def files(tree: Path) -> list[str]:
     """Every file of ``tree`` outside ``.git`` and ``.venv`` (which ``uv run`` makes), relative and sorted."""
-    return sorted(
-        path.relative_to(tree).as_posix()
-        for path in tree.rglob("*")
-        if path.is_file() and not {".git", ".venv"} & set(path.relative_to(tree).parts)
-    )
+    found = []
+    for folder, subfolders, names in os.walk(tree):
+        subfolders[:] = [name for name in subfolders if name not in {".git", ".venv"}]
+        found.extend(Path(folder, name).relative_to(tree).as_posix() for name in names)
+    return sorted(found)
 
 
 def leftovers(tree: Path) -> list[str]:

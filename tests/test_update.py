@@ -39,10 +39,6 @@ import matrix
 sys.path.insert(0, str(matrix.REPO / "hooks"))
 import env_file
 
-# Copier as users run it, but with each Jinja source compiled once per
-# process (`matrix.cache_jinja_compilation`): an update renders two versions.
-matrix.cache_jinja_compilation()
-
 IDENTITY = history.IDENTITY
 PACKAGE = "example_service"
 # The two versions of the `releases` repository: the working tree, and the

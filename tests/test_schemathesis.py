@@ -32,9 +32,9 @@ import pytest
 from matrix import render
 
 STARTUP_SECONDS = 30.0
-# Per operation and phase: about 600 (default) to 750 (every flag) cases for
-# each service in all, every operation tested: the coverage phase's cases,
-# which do not depend on this number, then fuzzing and the stateful scenarios.
+# Per operation and phase: about 750 cases for each service in all, each of
+# its operations tested: the coverage phase's cases, which do not depend on
+# this number, then fuzzing and the stateful scenarios.
 MAX_EXAMPLES = 30
 SEED = 20261129
 ALL_FLAGS = {"opentelemetry": True, "database": "postgresql"}

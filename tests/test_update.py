@@ -253,10 +253,15 @@ def test_copy_writes_a_fresh_secret_to_env_only(rendered: Path, monorepo: Path) 
     assert secret not in git(rendered, "log", "--all", "--patch")
 
 
-def test_copy_without_service_auth_writes_env_without_secret(releases: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def without_auth(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service rendered at OLD with ``service_auth`` off, hooks run, left as rendered."""
+    return render(releases, tmp_path_factory.mktemp("without-auth") / "svc", OLD, service_auth=False)
+
+
+def test_copy_without_service_auth_writes_env_without_secret(without_auth: Path) -> None:
     """Without service_auth, .env is still written (Compose reads it), with every setting left at its default."""
-    dst = render(releases, tmp_path / "svc", OLD, service_auth=False)
-    written = (dst / ".env").read_text()
+    written = (without_auth / ".env").read_text()
     assert env_file.value_in(written, "SERVICE_SECRET") is None
     assert not [line for line in written.splitlines() if line and not line.startswith("#")]
 
@@ -454,11 +459,11 @@ def test_flag_turned_on_later_adds_its_files_and_off_again_removes_them(
     assert git(dst, "diff", "--cached", "--stat", first) == ""
 
 
-def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: Path, tmp_path: Path) -> None:
+def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(without_auth: Path, tmp_path: Path) -> None:
     """Turning service_auth on by update adds a secret to .env; turning it off leaves the user's .env alone."""
-    dst = render(releases, tmp_path / "svc", NEW, service_auth=False)
+    dst = copy_of(without_auth, tmp_path / "svc")
     assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") is None
-    update(dst, NEW, service_auth=True)
+    update(dst, OLD, service_auth=True)
     secret = env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET")
     assert secret
     assert not any(line.endswith(" .env") for line in changed(dst))
@@ -466,7 +471,7 @@ def test_service_auth_turned_on_later_gets_a_secret_and_off_keeps_env(releases: 
         if name != ".env":
             assert secret not in (dst / name).read_bytes().decode(errors="replace"), name
     commit(dst, "Service auth on")
-    update(dst, NEW, service_auth=False)
+    update(dst, OLD, service_auth=False)
     assert env_file.value_in((dst / ".env").read_text(), "SERVICE_SECRET") == secret
 
 

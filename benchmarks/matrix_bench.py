@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import common
-from common import Stopwatch, matrix
+import flag_matrix as matrix
+from benchmarks import common
+from benchmarks.common import Stopwatch
 
 PHASES = ["render", "content", "ruff", "mypy", "pytest"]
 

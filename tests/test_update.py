@@ -31,17 +31,13 @@ from copier import run_copy, run_update
 from copier.errors import TaskError
 from plumbum import local
 
+import flag_matrix as matrix
 import history
-import matrix
 
 # The hooks are scripts, not a package: import the one whose helpers the
 # tests call directly from its folder.
 sys.path.insert(0, str(matrix.REPO / "hooks"))
 import env_file
-
-# Copier as users run it, but with each Jinja source compiled once per
-# process (`matrix.cache_jinja_compilation`): an update renders two versions.
-matrix.cache_jinja_compilation()
 
 IDENTITY = history.IDENTITY
 PACKAGE = "example_service"

@@ -159,6 +159,6 @@ def test_env(combo: Combo, postgres_url: str | None) -> dict[str, str]:
 @functools.cache
 def mypy_server() -> ForkServer:
     """This process's warm mypy server, stopped when the process exits."""
-    server = ForkServer(mode="mypy")
+    server = ForkServer(mode="mypy", mypy_cache=Path(mypy_cache()))
     atexit.register(server.close)
     return server

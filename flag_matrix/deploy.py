@@ -144,7 +144,15 @@ class _DeptryServer:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        atexit.register(self._process.kill)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Stop the server and reap it."""
+        self._process.kill()
+        self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
 
     def start(self, tree: Path) -> Callable[[], Iterator[Failure]]:
         """Send ``tree``; the function returned waits for the verdict."""

@@ -19,7 +19,8 @@ In ``mypy`` mode the server does the same for ``mypy`` (through
 runs mypy in a tree, with the tree's configuration, as the command does.
 
 This file is also the server's program, run by path with ``python -P`` (the
-standard library only is imported at its top). Protocol: one JSON object per
+standard library only is imported at its top). Usage: ``python -P forkserver.py pytest``, or ``python -P forkserver.py mypy
+[CACHE_DIR]``. Protocol: one JSON object per
 line on stdin, ``{"cwd", "args", "env", "log"}``; one line back on stdout per
 request, ``{"log", "code": <exit code>, "cpu": <seconds>}``.
 """
@@ -61,12 +62,17 @@ RERUN_HEADING = "--- the failed tests again, with pytest's assertion rewriting:"
 class ForkServer:
     """A warm interpreter that runs pytest sessions (or mypy) in forked children."""
 
-    def __init__(self, *, mode: str = "pytest") -> None:
-        """Start the server (``mode`` is ``pytest`` or ``mypy``) and wait until its warm-up is done."""
+    def __init__(self, *, mode: str = "pytest", mypy_cache: Path | None = None) -> None:
+        """Start the server (``mode`` is ``pytest`` or ``mypy``) and wait until its warm-up is done.
+
+        A mypy server warms up with ``mypy_cache``, the cache its requests will
+        use (what the warm-up analyses is then not analysed again).
+        """
         self.mode = mode
         self.cpu = 0.0
+        cache = [str(mypy_cache)] if mypy_cache else []
         self._process = subprocess.Popen(
-            [sys.executable, "-P", str(Path(__file__)), mode],
+            [sys.executable, "-P", str(Path(__file__)), mode, *cache],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -216,7 +222,7 @@ def _quiet() -> Iterator[None]:
             os.close(saved[1])
 
 
-def warm_up(mode: str) -> None:
+def warm_up(mode: str, mypy_cache: str | None = None) -> None:
     """Import what every rendered test session (or mypy run) imports anyway, and run one of each.
 
     A module that warns as it is imported is left out: imported here, its
@@ -230,7 +236,7 @@ def warm_up(mode: str) -> None:
             (root / "pyproject.toml").write_text('[tool.mypy]\nstrict = true\nplugins = ["pydantic.mypy"]\n')
             (root / "warm_up.py").write_text(WARM_UP_MODULE)
             with contextlib.chdir(root):
-                api.run(["--cache-dir", str(root / "cache"), "warm_up.py"])
+                api.run(["--cache-dir", mypy_cache or str(root / "cache"), "warm_up.py"])
             return
         for name in WARM:
             with warnings.catch_warnings():
@@ -330,7 +336,7 @@ def run(request: Mapping[str, Any], mode: str) -> dict[str, Any]:
 def main() -> None:
     """Serve requests until stdin closes."""
     mode = sys.argv[1] if len(sys.argv) > 1 else "pytest"
-    warm_up(mode)
+    warm_up(mode, sys.argv[2] if len(sys.argv) > 2 else None)
     # Children inherit the warm heap; frozen, the garbage collector skips
     # it, which keeps pytest's end-of-session gc.collect() cheap and the
     # pages shared instead of copied.

@@ -246,7 +246,7 @@ def warm_up(mode: str, mypy_cache: str | None = None) -> None:
         (root / "test_fork_server_warm_up.py").write_text(WARM_UP_TEST)
         saved_path = list(sys.path)
         with contextlib.chdir(root):
-            _pytest([*PYTEST_ARGS, "--basetemp", str(root / "tmp"), "test_fork_server_warm_up.py"])
+            _run_pytest([*PYTEST_ARGS, "--basetemp", str(root / "tmp"), "test_fork_server_warm_up.py"])
         sys.path[:] = saved_path
         sys.modules.pop("test_fork_server_warm_up", None)
 
@@ -262,7 +262,7 @@ class _FailedTests:
             self.ids.append(report.nodeid)
 
 
-def _pytest(args: list[str], *, rewrite: bool = False, failed: Path | None = None) -> int:
+def _run_pytest(args: list[str], *, rewrite: bool = False, failed: Path | None = None) -> int:
     """Run pytest with ``args`` as the rendered service's environment would: anyio's plugin only.
 
     This environment also holds the template suite's own plugins (xdist,
@@ -280,7 +280,7 @@ def _pytest(args: list[str], *, rewrite: bool = False, failed: Path | None = Non
     return code
 
 
-def _mypy(args: list[str]) -> int:
+def _run_mypy(args: list[str]) -> int:
     from mypy import api
 
     out, err, code = api.run(args)
@@ -301,10 +301,10 @@ def _fork(request: Mapping[str, Any], mode: str, args: list[str], log_flags: int
             os.chdir(str(request["cwd"]))
             os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})
             if mode == "mypy":
-                code = _mypy(args)
+                code = _run_mypy(args)
             else:
                 sys.path.insert(0, os.getcwd())
-                code = _pytest(args, **options)
+                code = _run_pytest(args, **options)
         except BaseException:  # noqa: BLE001 -- the child reports any failure in its log, then exits
             traceback.print_exc()
         finally:

@@ -19,10 +19,10 @@ In ``mypy`` mode the server does the same for ``mypy`` (through
 runs mypy in a tree, with the tree's configuration, as the command does.
 
 This file is also the server's program, run by path with ``python -P`` (the
-standard library only is imported at its top). Usage: ``python -P forkserver.py pytest``, or ``python -P forkserver.py mypy
-[CACHE_DIR]``. Protocol: one JSON object per
-line on stdin, ``{"cwd", "args", "env", "log"}``; one line back on stdout per
-request, ``{"log", "code": <exit code>, "cpu": <seconds>}``.
+standard library only is imported at its top): ``python -P forkserver.py
+pytest``, or ``python -P forkserver.py mypy [CACHE_DIR]``. Protocol: one JSON
+object per line on stdin, ``{"cwd", "args", "env", "log"}``; one line back on
+stdout per request, ``{"log", "code": <exit code>, "cpu": <seconds>}``.
 """
 
 from __future__ import annotations

@@ -25,10 +25,12 @@ writes, byte for byte (``tests/test_content_checks.py`` holds it).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,14 +89,18 @@ def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
 
 @functools.cache
 def _compiled_once(template: Path) -> Path:
-    """A copy of ``template`` whose ``copier.yml`` loads `CompiledOnce`, beside it."""
+    """A copy of ``template`` (without ``.git``) whose ``copier.yml`` loads `CompiledOnce`.
+
+    The copy is in a temporary folder of its own, removed when the process exits.
+    """
     config = template / "copier.yml"
     text = config.read_text(encoding="utf-8")
     if "_jinja_extensions" in text:
         return template  # the template's own extensions: rendered as it is
-    copy = template.with_name(f".{template.name}.compiled-once")
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(template, copy, symlinks=True)
+    folder = Path(tempfile.mkdtemp(prefix="compiled-once-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / template.name
+    shutil.copytree(template, copy, symlinks=True, ignore=shutil.ignore_patterns(".git"))
     (copy / "copier.yml").write_text(f"{text}\n_jinja_extensions:\n  - {EXTENSION}\n", encoding="utf-8")
     return copy
 

@@ -259,20 +259,27 @@ def _kubernetes_validator(kind: str, api_version: str) -> jsonschema.protocols.V
 def _kubernetes_validate(tree: Path) -> Iterator[Failure]:
     errors = []
     for path in sorted((tree / "deploy" / "k8s").glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        for resource in yaml.load_all(path.read_text(), Loader=_Loader):
-            try:
-                validator = _kubernetes_validator(resource["kind"], resource["apiVersion"])
-            except (KeyError, TypeError, FileNotFoundError) as error:
-                errors.append(f"{path.name}: no schema for this resource ({error!r})")
-                continue
-            errors.extend(
-                f"{path.name}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
-                for error in validator.iter_errors(resource)
-            )
+        if path.name != "kustomization.yaml":
+            errors.extend(_kubernetes_errors(path.name, path.read_text()))
     if errors:
         yield Failure("kubernetes-validate --strict", "\n".join(errors))
+
+
+@functools.lru_cache(maxsize=1024)
+def _kubernetes_errors(name: str, text: str) -> tuple[str, ...]:
+    """kubernetes-validate ``--strict`` on one manifest's text (kept per file name and text)."""
+    errors = []
+    for resource in yaml.load_all(text, Loader=_Loader):
+        try:
+            validator = _kubernetes_validator(resource["kind"], resource["apiVersion"])
+        except (KeyError, TypeError, FileNotFoundError) as error:
+            errors.append(f"{name}: no schema for this resource ({error!r})")
+            continue
+        errors.extend(
+            f"{name}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(resource)
+        )
+    return tuple(errors)
 
 
 @functools.cache

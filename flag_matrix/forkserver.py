@@ -142,12 +142,18 @@ WARM = [
     "anyio",
     "anyio.pytest_plugin",
     "fastapi",
-    "fastapi.testclient",
     "pydantic",
+    "pydantic.functional_serializers",
     "pydantic_settings",
     "starlette",
     "uvicorn",
     "uvicorn.config",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.auto",
+    "httptools",
     "httpx",
     "httpcore",
     "certifi",
@@ -161,6 +167,7 @@ WARM = [
     "alembic.config",
     "tenacity",
     "prometheus_client",
+    "prometheus_client.core",
     "prometheus_client.parser",
     "opentelemetry.sdk.trace",
     "opentelemetry.sdk.trace.export.in_memory_span_exporter",
@@ -169,16 +176,35 @@ WARM = [
     "opentelemetry.instrumentation.httpx",
     "encodings.idna",
     "pdb",
+    "pkgutil",
+    "unittest.mock",
 ]
 
 # A session of the server's own: it loads pytest's plugins and the anyio
-# backend, and what a first request through FastAPI and httpx imports.
+# backend, and what an app's start and a first request through FastAPI and
+# httpx import.
 WARM_UP_TEST = '''\
 """The fork server's warm-up."""
 
 import httpx
 import pytest
 from fastapi import FastAPI
+
+
+@pytest.mark.anyio
+async def test_an_app_starts_and_stops() -> None:
+    """A FastAPI app runs its lifespan, as a server runs it (ASGI's lifespan protocol)."""
+    events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent = []
+
+    async def receive() -> dict[str, str]:
+        return events.pop(0)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    await FastAPI()({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
 @pytest.mark.anyio

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import common
-import serve
-from reference_app import reference_app
-from routes_bench import ROWS, seed
+from benchmarks import common, serve
+from benchmarks.reference_app import reference_app
+from benchmarks.routes_bench import ROWS, seed
 
 # Each route, and the app that the others are compared with on it.
 BASELINES = {"/health/live": "bare", "/api/v1/items": "reference"}

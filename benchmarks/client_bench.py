@@ -14,8 +14,8 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,8 +25,7 @@ from typing import Any
 
 import httpx
 
-import common
-import throughput
+from benchmarks import common, throughput
 
 ITEM_PATH = "/api/v1/items/1"
 
@@ -170,8 +169,8 @@ def run(template: Path, rounds: int, calls: int) -> None:
         if not (tree / "src" / common.PACKAGE / "outbound.py").exists():
             print("skipped: the rendered default service has no resilient client (no outbound.py)")
             return
-        command = [sys.executable, str(throughput.SERVE), "upstream", "--port", str(port)]
-        server = subprocess.Popen(command, cwd=work)
+        command = [*throughput.SERVE, "upstream", "--port", str(port)]
+        server = subprocess.Popen(command, cwd=work, env={**os.environ, **throughput.SERVE_ENV})
         try:
             throughput.wait_ready(port, server)
             with common.inside_service(tree, env):

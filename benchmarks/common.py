@@ -20,10 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+import flag_matrix as matrix
 
-import matrix
+REPO = matrix.REPO
 
 # The rendered service's package under the default answers.
 PACKAGE = "example_service"

@@ -7,8 +7,8 @@ import argparse
 import subprocess
 from pathlib import Path
 
-import common
-from common import Stopwatch
+from benchmarks import common
+from benchmarks.common import Stopwatch
 
 COPIER = str(common.matrix.BIN / "copier")
 # No git identity is configured here; our own commits name one on the command line.

@@ -1,7 +1,7 @@
 """The matrix: where the template suite's time goes, per combination and per phase.
 
 Each combination goes through what ``tests/test_matrix.py`` does to it, with
-the functions of ``tests/matrix.py``, timed phase by phase: render (copier, in
+the functions of the ``flag_matrix`` package, timed phase by phase: render (copier, in
 process), content checks (in process), ruff (check and format, subprocesses),
 mypy (a subprocess, one cache for the run: cold for the first combination, warm
 after, as in a suite worker) and the rendered pytest (a forked child of the
@@ -15,44 +15,31 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import common
-from common import Stopwatch, matrix
+import flag_matrix as matrix
+from benchmarks import common
+from benchmarks.common import Stopwatch
 
 PHASES = ["render", "content", "ruff", "mypy", "pytest"]
 
 
-def _instrument_checks(times: dict[str, list[float]]) -> None:
-    """Make ``matrix._start`` (each ruff subprocess) and the mypy server's runs record wall and CPU time.
+def _static_checks(tree: Path, wall: dict[str, float], cpu: dict[str, float]) -> list[matrix.Failure]:
+    """ruff's two checks, then mypy, each to its end before the next starts, so that each phase is timed alone.
 
-    The suite runs the checks of a combination at once; here each one runs to
-    its end before the next starts, so that each phase is timed alone.
+    The suite starts them at once (`flag_matrix.start_static_checks`); the commands are the same.
     """
-    start = matrix._start
-    submit = matrix.ForkServer.submit
-
-    def timed(check: str, *args: object, **kwargs: object) -> Callable[[], matrix.Failure | None]:
-        with Stopwatch() as watch:
-            result = start(check, *args, **kwargs)()  # type: ignore[arg-type]
-        times["ruff.wall"].append(watch.wall)
-        times["ruff.cpu"].append(watch.cpu)
-        return lambda: result
-
-    def timed_submit(
-        server: matrix.ForkServer, tree: Path, args: list[str], env: Mapping[str, str]
-    ) -> Callable[[], matrix.Failure | None]:
-        if server.mode != "mypy":
-            return submit(server, tree, args, env)
-        with Stopwatch() as watch:
-            result = submit(server, tree, args, env)()
-        times["mypy.wall"].append(watch.wall)
-        times["mypy.cpu"].append(server.cpu)  # the server's child, not this process
-        return lambda: result
-
-    matrix._start = timed  # type: ignore[assignment]
-    matrix.ForkServer.submit = timed_submit  # type: ignore[method-assign]
+    failures = []
+    with Stopwatch() as watch:
+        for name, args in (("ruff check", ["check"]), ("ruff format", ["format", "--check"])):
+            failure = matrix.start_check(name, [str(matrix.BIN / "ruff"), *args, "--no-cache", "."], tree)()
+            failures += [failure] if failure else []
+    wall["ruff"], cpu["ruff"] = watch.wall, watch.cpu
+    server = matrix.mypy_server()
+    with Stopwatch() as watch:
+        failure = server.submit(tree, ["--cache-dir", os.environ["MATRIX_MYPY_CACHE"]], {})()
+    wall["mypy"], cpu["mypy"] = watch.wall, server.cpu  # the server's child, not this process
+    return [*failures, *([failure] if failure else [])]
 
 
 def run(template: Path, sample: int, seed: int) -> None:
@@ -74,7 +61,6 @@ def run(template: Path, sample: int, seed: int) -> None:
         print(f"fork server start (imports paid once per worker): {start_server.wall:.2f} s wall")
         per_combo: list[tuple[str, dict[str, float], dict[str, float], int]] = []
         times: dict[str, list[float]] = {f"{p}.{k}": [] for p in PHASES for k in ("wall", "cpu")}
-        _instrument_checks(times)
         started = time.perf_counter()
         try:
             for combo in combos:
@@ -87,16 +73,12 @@ def run(template: Path, sample: int, seed: int) -> None:
                 with Stopwatch() as watch:
                     failures = list(matrix.content_checks(tree))
                 wall["content"], cpu["content"] = watch.wall, watch.cpu
-                before = {p: len(times[f"{p}.wall"]) for p in ("ruff", "mypy")}
-                failures += list(matrix.static_checks(tree))
-                for p in ("ruff", "mypy"):
-                    wall[p] = sum(times[f"{p}.wall"][before[p] :])
-                    cpu[p] = sum(times[f"{p}.cpu"][before[p] :])
+                failures += _static_checks(tree, wall, cpu)
                 with Stopwatch() as watch:
                     failure = server.pytest(tree, matrix.test_env(combo, postgres))
                 wall["pytest"], cpu["pytest"] = watch.wall, server.cpu
                 failures += [failure] if failure else []
-                for p in ("render", "content", "pytest"):
+                for p in PHASES:
                     times[f"{p}.wall"].append(wall[p])
                     times[f"{p}.cpu"].append(cpu[p])
                 per_combo.append((combo.id, wall, cpu, len(failures)))

@@ -18,7 +18,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +28,8 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import common
-import throughput
-from common import matrix
+import flag_matrix as matrix
+from benchmarks import common, throughput
 
 ROWS = 1000
 MEMORY = Path("/dev/shm")
@@ -100,8 +98,8 @@ def measure(template: Path, kind: str, rounds: int, load: throughput.Load) -> di
         commands = {
             "rendered": throughput.python_m(tree, env),
             "reference": (
-                [sys.executable, str(throughput.SERVE), "reference", "--port", "{port}", "--database-url", url],
-                {},
+                [*throughput.SERVE, "reference", "--port", "{port}", "--database-url", url],
+                throughput.SERVE_ENV,
             ),
         }
         figures = {}

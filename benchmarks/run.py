@@ -1,9 +1,9 @@
 """Run the benchmarks: figures to read, never a pass or a fail.
 
-    python benchmarks/run.py                      # all six, in order
-    python benchmarks/run.py throughput routes    # only those
-    python benchmarks/run.py asgi --profile       # where the rendered service's time goes
-    python benchmarks/run.py --template /path/to/another/checkout matrix --sample 8
+    python -m benchmarks.run                      # all six, in order
+    python -m benchmarks.run throughput routes    # only those
+    python -m benchmarks.run asgi --profile       # where the rendered service's time goes
+    python -m benchmarks.run --template /path/to/another/checkout matrix --sample 8
 
 Benchmarks: ``throughput`` (``/health/live`` of the rendered service and of
 bare FastAPI, each on uvloop + httptools and on asyncio + h11, under wrk),
@@ -22,15 +22,7 @@ import datetime
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import asgi_bench
-import client_bench
-import common
-import copier_bench
-import matrix_bench
-import routes_bench
-import throughput
+from benchmarks import asgi_bench, client_bench, common, copier_bench, matrix_bench, routes_bench, throughput
 
 BENCHMARKS = {
     "throughput": throughput,

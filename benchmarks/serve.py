@@ -1,10 +1,10 @@
 """Serve one of the throughput benchmark's apps with uvicorn, the same way for all.
 
-    python benchmarks/serve.py rendered --port 8101 --src /tmp/x/service/src
-    python benchmarks/serve.py bare --port 8102
-    python benchmarks/serve.py seed --port 8103
-    python benchmarks/serve.py bare --port 8104 --loop asyncio --http h11
-    python benchmarks/serve.py reference --port 8105 --database-url sqlite+aiosqlite:////tmp/x/bench.db
+    python -m benchmarks.serve rendered --port 8101 --src /tmp/x/service/src
+    python -m benchmarks.serve bare --port 8102
+    python -m benchmarks.serve seed --port 8103
+    python -m benchmarks.serve bare --port 8104 --loop asyncio --http h11
+    python -m benchmarks.serve reference --port 8105 --database-url sqlite+aiosqlite:////tmp/x/bench.db
 
 ``rendered`` is the rendered service's ``create_app()`` (settings from the
 environment); ``bare`` is a FastAPI app with the same two routes and nothing
@@ -27,7 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
-from reference_app import reference_app
+from benchmarks.reference_app import reference_app
 
 PACKAGE = "example_service"
 

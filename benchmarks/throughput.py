@@ -24,9 +24,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import common
+from benchmarks import common
 
-SERVE = Path(__file__).with_name("serve.py")
+# benchmarks/serve.py, run as a module of this repository from any folder.
+SERVE = [sys.executable, "-m", "benchmarks.serve"]
+SERVE_ENV = {"PYTHONPATH": str(common.REPO)}
 LIVE = "/health/live"
 WRK = "/usr/bin/wrk"  # Debian's
 # The default stack (uvicorn's auto: uvloop and httptools, which the test
@@ -186,7 +188,7 @@ def python_m(tree: Path, env: Mapping[str, str]) -> tuple[list[str], dict[str, s
 def bare(stack: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Bare FastAPI under ``serve.py``, on ``stack``."""
     loop, http = stack["UVICORN_LOOP"], stack["UVICORN_HTTP"]
-    return [sys.executable, str(SERVE), "bare", "--port", "{port}", "--loop", loop, "--http", http], {}
+    return [*SERVE, "bare", "--port", "{port}", "--loop", loop, "--http", http], SERVE_ENV
 
 
 def run(template: Path, rounds: int, load: Load) -> dict[str, float]:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import matrix
+import flag_matrix as matrix
 
 # Tests that take several seconds each (copier update in git repositories, a
 # served app under schemathesis, a fault drill, copier at a real prompt...).

@@ -11,9 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matrix
-
-sys.path.insert(0, str(matrix.REPO / "scripts"))
+import flag_matrix as matrix
 import release
 
 # The suite's own commits name their author for that command only: the tests

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import matrix
+import flag_matrix as matrix
 
 PYPROJECT = """\
 [project]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import matrix
-from deploy_checks import deploy_checks
+import flag_matrix as matrix
+from flag_matrix.deploy import deploy_checks
 
 # Between them: every flag on and off, each database, probes by HTTP and TCP,
 # a Secret with each of its keys and none.

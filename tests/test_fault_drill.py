@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix import render, snapshot
+from flag_matrix import render, snapshot
 
 # copier.yml's validators write the regex anchor as '\Z' in a Jinja string,
 # which Python reports as an invalid escape sequence; that is the

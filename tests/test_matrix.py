@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import matrix
-from deploy_checks import deploy_checks
+import flag_matrix as matrix
+from flag_matrix.deploy import deploy_checks
 
 COMBOS = matrix.all_combos()
 ALL_FLAGS = "client-health-v-trace-otel-auth-metrics-pg"

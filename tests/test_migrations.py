@@ -21,7 +21,7 @@ import pytest
 from copier import run_copy
 from sqlalchemy import make_url
 
-import matrix
+import flag_matrix as matrix
 
 # The model line the user's new column goes after (src/<package>/database.py).
 NAME_COLUMN = "    name: Mapped[str] = mapped_column(String(200))\n"

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-import matrix
+import flag_matrix as matrix
 
-OWN_CODE = ["tests", "benchmarks", "hooks", "scripts"]
+OWN_CODE = ["flag_matrix", "tests", "benchmarks", "hooks", "scripts"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])

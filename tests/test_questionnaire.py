@@ -19,7 +19,7 @@ import yaml
 from copier import run_copy
 from wcwidth import wcswidth
 
-import matrix
+import flag_matrix as matrix
 
 # The terminal width the questionnaire must read well at.
 WIDTH = 80

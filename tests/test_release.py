@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import flag_matrix as matrix
 import history
-import matrix
 
 
 @pytest.fixture(scope="module")

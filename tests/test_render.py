@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matrix
+import flag_matrix as matrix
 
 COPIER_YML = """\
 _subdirectory: template

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from matrix import render
+from flag_matrix import render
 
 STARTUP_SECONDS = 30.0
 # Per operation and phase: about 750 cases for each service in all, each of

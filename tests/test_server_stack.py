@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix import render
+from flag_matrix import render
 
 pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc/PID/maps (Linux)"),

@@ -31,8 +31,8 @@ from copier import run_copy, run_update
 from copier.errors import TaskError
 from plumbum import local
 
+import flag_matrix as matrix
 import history
-import matrix
 
 # The hooks are scripts, not a package: import the one whose helpers the
 # tests call directly from its folder.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import flag_matrix as matrix
 import history
-import matrix
 
 # no_git_identity is an autouse fixture: this module runs, as test_update
 # does, with no git identity configured and no uv on PATH.

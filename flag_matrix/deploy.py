@@ -36,7 +36,9 @@ import referencing
 import yaml
 from ruamel.yaml import YAML
 
-import matrix
+from flag_matrix.checks import BIN
+from flag_matrix.forkserver import Failure
+from flag_matrix.space import Combo
 
 # Manifests that `kubectl apply -k deploy/k8s` applies, by file name; with
 # SQLite (a file in the pod) one pod runs and there is no autoscaler.
@@ -58,7 +60,7 @@ CLIENT_SETTINGS = {
 }
 
 
-def deploy_checks(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
+def deploy_checks(tree: Path, combo: Combo) -> Iterator[Failure]:
     """Run every validator and content check on the rendered ``tree``."""
     hadolint = _hadolint(tree)
     deptry = _deptry_server().start(tree)
@@ -80,10 +82,10 @@ def deploy_checks(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
 # kept per content, so the many combinations that render the same Dockerfile
 # or manifest pay for validating it once per process. A kept verdict is the
 # one the validator gave for those very bytes; nothing is skipped unseen.
-_HADOLINT_VERDICTS: dict[str, matrix.Failure | None] = {}
+_HADOLINT_VERDICTS: dict[str, Failure | None] = {}
 
 
-def _hadolint(tree: Path) -> Callable[[], matrix.Failure | None]:
+def _hadolint(tree: Path) -> Callable[[], Failure | None]:
     """Start ``hadolint --failure-threshold warning Dockerfile`` unless these
     bytes were judged before; the function returned gives the verdict."""
     config = tree / ".hadolint.yaml"
@@ -91,16 +93,16 @@ def _hadolint(tree: Path) -> Callable[[], matrix.Failure | None]:
     if key in _HADOLINT_VERDICTS:
         return lambda: _HADOLINT_VERDICTS[key]
     process = subprocess.Popen(
-        [str(matrix.BIN / "hadolint"), "--failure-threshold", "warning", "Dockerfile"],
+        [str(BIN / "hadolint"), "--failure-threshold", "warning", "Dockerfile"],
         cwd=tree,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
-    def verdict() -> matrix.Failure | None:
+    def verdict() -> Failure | None:
         output, _ = process.communicate()
-        _HADOLINT_VERDICTS[key] = matrix.Failure("hadolint", output) if process.returncode else None
+        _HADOLINT_VERDICTS[key] = Failure("hadolint", output) if process.returncode else None
         return _HADOLINT_VERDICTS[key]
 
     return verdict
@@ -142,9 +144,17 @@ class _DeptryServer:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        atexit.register(self._process.kill)
+        atexit.register(self.close)
 
-    def start(self, tree: Path) -> Callable[[], Iterator[matrix.Failure]]:
+    def close(self) -> None:
+        """Stop the server and reap it."""
+        self._process.kill()
+        self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def start(self, tree: Path) -> Callable[[], Iterator[Failure]]:
         """Send ``tree``; the function returned waits for the verdict."""
         assert self._process.stdin is not None
         assert self._process.stdout is not None
@@ -153,21 +163,21 @@ class _DeptryServer:
         self._process.stdin.flush()
         answers = self._process.stdout
 
-        def verdict() -> Iterator[matrix.Failure]:
+        def verdict() -> Iterator[Failure]:
             # Skips the answer for a tree whose checks were dropped unfinished.
             for line in answers:
                 answer = json.loads(line)
                 if answer["tree"] == sent:
                     break
             else:
-                yield matrix.Failure("deptry", "the deptry server stopped")
+                yield Failure("deptry", "the deptry server stopped")
                 return
             if "error" in answer:
-                yield matrix.Failure("deptry", answer["error"])
+                yield Failure("deptry", answer["error"])
                 return
             violations = answer["violations"]
             if violations:
-                yield matrix.Failure(
+                yield Failure(
                     "deptry",
                     "\n".join(
                         f"{v['location']['file']}:{v['location']['line']}: {v['error']['code']} {v['error']['message']}"
@@ -196,7 +206,7 @@ def _load(path: Path) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def _yamllint(tree: Path) -> Iterator[matrix.Failure]:
+def _yamllint(tree: Path) -> Iterator[Failure]:
     """``yamllint --strict .`` with the service's config: any problem fails."""
     config_text = (tree / ".yamllint.yaml").read_text()
     config = _yamllint_config(config_text)
@@ -206,7 +216,7 @@ def _yamllint(tree: Path) -> Iterator[matrix.Failure]:
         if path.is_file() and config.is_yaml_file(name) and not config.is_file_ignored(name):
             problems.extend(_yamllint_file(config_text, name, path.read_text()))
     if problems:
-        yield matrix.Failure("yamllint", "\n".join(problems))
+        yield Failure("yamllint", "\n".join(problems))
 
 
 @functools.lru_cache(maxsize=16)
@@ -246,23 +256,30 @@ def _kubernetes_validator(kind: str, api_version: str) -> jsonschema.protocols.V
     return jsonschema.Draft202012Validator(schema, registry=referencing.Resource.from_contents(schema) @ registry)
 
 
-def _kubernetes_validate(tree: Path) -> Iterator[matrix.Failure]:
+def _kubernetes_validate(tree: Path) -> Iterator[Failure]:
     errors = []
     for path in sorted((tree / "deploy" / "k8s").glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        for resource in yaml.load_all(path.read_text(), Loader=_Loader):
-            try:
-                validator = _kubernetes_validator(resource["kind"], resource["apiVersion"])
-            except (KeyError, TypeError, FileNotFoundError) as error:
-                errors.append(f"{path.name}: no schema for this resource ({error!r})")
-                continue
-            errors.extend(
-                f"{path.name}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
-                for error in validator.iter_errors(resource)
-            )
+        if path.name != "kustomization.yaml":
+            errors.extend(_kubernetes_errors(path.name, path.read_text()))
     if errors:
-        yield matrix.Failure("kubernetes-validate --strict", "\n".join(errors))
+        yield Failure("kubernetes-validate --strict", "\n".join(errors))
+
+
+@functools.lru_cache(maxsize=1024)
+def _kubernetes_errors(name: str, text: str) -> tuple[str, ...]:
+    """kubernetes-validate ``--strict`` on one manifest's text (kept per file name and text)."""
+    errors = []
+    for resource in yaml.load_all(text, Loader=_Loader):
+        try:
+            validator = _kubernetes_validator(resource["kind"], resource["apiVersion"])
+        except (KeyError, TypeError, FileNotFoundError) as error:
+            errors.append(f"{name}: no schema for this resource ({error!r})")
+            continue
+        errors.extend(
+            f"{name}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(resource)
+        )
+    return tuple(errors)
 
 
 @functools.cache
@@ -279,14 +296,14 @@ def _load_yaml12(path: Path) -> Any:
     return YAML(typ="safe", pure=True).load(path.read_text())
 
 
-def _json_schemas(tree: Path) -> Iterator[matrix.Failure]:
+def _json_schemas(tree: Path) -> Iterator[Failure]:
     for name, path in [
         ("github-workflows", tree / ".github" / "workflows" / "ci.yml"),
         ("compose-spec", tree / "compose.yaml"),
     ]:
         errors = _schema_errors(name, path.read_text())
         if errors:
-            yield matrix.Failure(f"check-jsonschema vendor.{name}", "\n".join(errors))
+            yield Failure(f"check-jsonschema vendor.{name}", "\n".join(errors))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -299,13 +316,13 @@ def _schema_errors(name: str, text: str) -> tuple[str, ...]:
     )
 
 
-def _pre_commit(tree: Path) -> Iterator[matrix.Failure]:
+def _pre_commit(tree: Path) -> Iterator[Failure]:
     from pre_commit.clientlib import InvalidConfigError, load_config
 
     try:
         load_config(str(tree / ".pre-commit-config.yaml"))
     except InvalidConfigError as error:
-        yield matrix.Failure("pre-commit validate-config", str(error))
+        yield Failure("pre-commit validate-config", str(error))
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +330,7 @@ def _pre_commit(tree: Path) -> Iterator[matrix.Failure]:
 # ---------------------------------------------------------------------------
 
 
-def _contents(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
+def _contents(tree: Path, combo: Combo) -> Iterator[Failure]:
     answers = _load(tree / ".copier-answers.yml")
     problems = [
         *_dockerfile_problems(tree, combo, answers),
@@ -323,7 +340,7 @@ def _contents(tree: Path, combo: matrix.Combo) -> Iterator[matrix.Failure]:
         *_readme_problems(tree),
     ]
     if problems:
-        yield matrix.Failure("deployment contents", "\n".join(problems))
+        yield Failure("deployment contents", "\n".join(problems))
 
 
 def _upstreams(answers: Mapping[str, Any]) -> list[str]:
@@ -336,7 +353,7 @@ def _url_variable(upstream: str) -> str:
     return upstream.upper().replace("-", "_") + "_URL"
 
 
-def _dockerfile_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, Any]) -> Iterator[str]:
+def _dockerfile_problems(tree: Path, combo: Combo, answers: Mapping[str, Any]) -> Iterator[str]:
     text = (tree / "Dockerfile").read_text()
     bases = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
     if bases[-1] != f"python:{answers['python_version']}-slim":
@@ -362,7 +379,7 @@ def _dockerfile_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, 
         yield ".dockerignore: .env is not ignored"
 
 
-def _compose_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, Any]) -> Iterator[str]:
+def _compose_problems(tree: Path, combo: Combo, answers: Mapping[str, Any]) -> Iterator[str]:
     compose = _load(tree / "compose.yaml")
     services = compose["services"]
     slug = answers["service_slug"]
@@ -406,7 +423,7 @@ def _compose_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, Any
         yield f"compose.yaml: unexpected services {sorted(extra)}"
 
 
-def _expected_settings(combo: matrix.Combo, upstreams: list[str]) -> set[str]:
+def _expected_settings(combo: Combo, upstreams: list[str]) -> set[str]:
     names = {"SERVICE_NAME", "SERVICE_VERSION", "HOST", "PORT", "LOG_LEVEL", "LOG_FORMAT"}
     names |= {"MAX_BODY_BYTES", "SHUTDOWN_TIMEOUT"}
     if combo.database == "sqlite":
@@ -420,7 +437,7 @@ def _expected_settings(combo: matrix.Combo, upstreams: list[str]) -> set[str]:
     return names
 
 
-def _kubernetes_problems(tree: Path, combo: matrix.Combo, answers: Mapping[str, Any]) -> Iterator[str]:
+def _kubernetes_problems(tree: Path, combo: Combo, answers: Mapping[str, Any]) -> Iterator[str]:
     folder = tree / "deploy" / "k8s"
     files = {path.name for path in folder.glob("*.yaml")}
     has_secret = "service_auth" in combo.flags or combo.database == "postgresql"
@@ -546,7 +563,7 @@ def _shutdown_problems(pod: Mapping[str, Any], app: Mapping[str, Any], config: M
         )
 
 
-def _workflow_problems(tree: Path, combo: matrix.Combo) -> Iterator[str]:
+def _workflow_problems(tree: Path, combo: Combo) -> Iterator[str]:
     workflow = _load_yaml12(tree / ".github" / "workflows" / "ci.yml")
     if workflow.get("permissions") != {"contents": "read"}:
         yield f"ci.yml: permissions {workflow.get('permissions')}, not contents: read"

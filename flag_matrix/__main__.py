@@ -1,0 +1,61 @@
+"""Render one combination and run every check the suite runs on it.
+
+python -m flag_matrix client-health-v-trace-auth-metrics-sqlite
+python -m flag_matrix --keep /tmp/out database=none metrics=false
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from flag_matrix.checks import DEFAULT_POSTGRES_URL, content_checks, static_checks, test_env
+from flag_matrix.deploy import deploy_checks
+from flag_matrix.forkserver import ForkServer
+from flag_matrix.render import render, snapshot
+from flag_matrix.space import FLAGS, Combo
+
+
+def main() -> int:
+    """Render one combination and run every check on it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flag_matrix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("combo", nargs="*", help="a combination id, or answers as NAME=VALUE")
+    parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
+    args = parser.parse_args()
+    data: dict[str, object] = {}
+    combo = Combo("sqlite", frozenset(flag for flag in FLAGS if flag != "opentelemetry"))
+    for item in args.combo:
+        if "=" in item:
+            key, value = item.split("=", 1)
+            data[key] = {"true": True, "false": False}.get(value.lower(), value)
+        else:
+            combo = Combo.from_id(item)
+    data = combo.data | data
+    combo = Combo(str(data["database"]), frozenset(flag for flag in FLAGS if data.get(flag) is True))
+    work = Path(tempfile.mkdtemp(prefix="matrix-"))
+    tree = args.keep or work / "service"
+    if tree.exists():
+        shutil.rmtree(tree)
+    render(snapshot(work / "template"), tree, data)
+    print(f"rendered {data} into {tree}")
+    failures = [*content_checks(tree), *deploy_checks(tree, combo), *static_checks(tree)]
+    server = ForkServer()
+    try:
+        postgres = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+        failures.extend(filter(None, [server.pytest(tree, test_env(combo, postgres))]))
+    finally:
+        server.close()
+    for failure in failures:
+        print(failure)
+    print("all checks passed" if not failures else f"{len(failures)} check(s) failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

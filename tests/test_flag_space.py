@@ -18,10 +18,11 @@ rate_limiting:
 """
 
 
-def template_with(tmp_path: Path, text: str) -> Path:
-    """A copy of the template's ``copier.yml`` with ``text`` added to its questions."""
-    copy = tmp_path / "copier.yml"
-    shutil.copy(matrix.REPO / "copier.yml", copy)
+def template_with(folder: Path, text: str) -> Path:
+    """``folder``'s ``copier.yml`` (the template's, if it has none) with ``text`` added to its questions."""
+    copy = folder / "copier.yml"
+    if not copy.exists():
+        shutil.copy(matrix.REPO / "copier.yml", copy)
     copy.write_text(copy.read_text() + text)
     return copy
 
@@ -54,6 +55,18 @@ def test_a_new_bool_question_doubles_the_matrix(tmp_path: Path) -> None:
     assert len(with_it) == len(before)
     assert all("rate_limiting" in combo.id.split("-") for combo in with_it)
     assert all(combo.data["rate_limiting"] is (combo in with_it) for combo in after)
+
+
+def test_a_new_flag_s_combination_renders(template: Path, tmp_path: Path) -> None:
+    """A copy of the template with the new question renders its combinations as the suite renders any other."""
+    copy = shutil.copytree(template, tmp_path / "template")
+    space = FlagSpace.from_copier_yml(template_with(copy, NEW_QUESTION))
+    combo = space.parse("client-rate_limiting-nodb")
+    tree = matrix.render(copy, tmp_path / "service", combo.data)
+    answers = (tree / ".copier-answers.yml").read_text()
+    assert "\nrate_limiting: true\n" in answers
+    assert "\nhttp_client: true\n" in answers
+    assert "\ndatabase: none\n" in answers
 
 
 def test_a_question_asked_under_another_flag_needs_it(tmp_path: Path) -> None:

@@ -138,3 +138,12 @@ def postgres_url() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return url
+
+
+def pytest_xdist_auto_num_workers() -> int:
+    """One worker more than the machine has cores, for ``-n auto``.
+
+    Each worker waits on what it starts (a tree's tests, mypy, ruff, deptry,
+    PostgreSQL's round trips): one more keeps the cores busy meanwhile.
+    """
+    return (os.cpu_count() or 1) + 1

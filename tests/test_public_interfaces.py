@@ -1,6 +1,7 @@
 """The template's code and templates use only the public names of the libraries they run.
 
-A private name (``copier._main``, ``_pytest``, ``Worker._sync...``) can change
+A private name (copier's ``_main`` module, pytest's ``_pytest`` package, a method
+of copier's ``Worker`` that starts with an underscore) can change
 in any release of its library; the suite, the benchmarks, the hooks and the
 rendered service reach copier, Jinja, pytest, mypy and uvicorn through what
 those document, so that upgrading them is a version bump. Files are read as

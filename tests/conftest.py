@@ -64,8 +64,8 @@ def gray_rank(combo: matrix.Combo) -> tuple[int, int]:
     """Where ``combo`` stands in a Gray code over the flags, its databases side by side.
 
     Next to each other in that order, two combinations differ in one flag, or
-    only in their database: mypy's cache then finds most of a tree's modules
-    unchanged from the worker's tree before, and checks only the rest.
+    only in their database: a worker's trees one after another share most of
+    their files (mypy's cache and the content checks' parse cache key on them).
     """
     flags = list(combo.space.flags)
     bits = sum(1 << i for i, flag in enumerate(flags) if flag in combo.flags)

@@ -31,13 +31,9 @@ from copier import run_copy, run_update
 from copier.errors import TaskError
 from plumbum import local
 
+import env_file  # hooks/, on pytest's pythonpath
 import flag_matrix as matrix
 import history
-
-# The hooks are scripts, not a package: import the one whose helpers the
-# tests call directly from its folder.
-sys.path.insert(0, str(matrix.REPO / "hooks"))
-import env_file
 
 IDENTITY = history.IDENTITY
 PACKAGE = "example_service"

@@ -22,6 +22,7 @@ import pytest
 
 import flag_matrix as matrix
 import history
+import renames  # hooks/, on pytest's pythonpath
 
 # no_git_identity is an autouse fixture: this module runs, as test_update
 # does, with no git identity configured and no uv on PATH.
@@ -36,10 +37,6 @@ from test_update import (
     render,
     rewrite,
 )
-
-# The hooks are scripts, not a package: import the one the tests call from its folder.
-sys.path.insert(0, str(matrix.REPO / "hooks"))
-import renames
 
 # What NEW adds to the template, at the end of each file.
 SETTING = '\n\n# The next release\'s setting.\nRELEASE_CHANNEL = "stable"\n'

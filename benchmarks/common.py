@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Self
 
 import flag_matrix as matrix
+from flag_matrix.machine import reference_seconds
 
 REPO = matrix.REPO
 
@@ -41,7 +42,7 @@ def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()},"
-        f" load average {load} at start"
+        f" load average {load} at start, reference loop {reference_seconds():.2f} s of CPU"
     )
 
 

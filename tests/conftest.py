@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import flag_matrix as matrix
+from flag_matrix.machine import reference_seconds
 
 # Tests that take several seconds each (copier update in git repositories, a
 # served app under schemathesis, a fault drill, copier at a real prompt...).
@@ -147,3 +150,29 @@ def pytest_xdist_auto_num_workers() -> int:
     PostgreSQL's round trips): one more keeps the cores busy meanwhile.
     """
     return (os.cpu_count() or 1) + 1
+
+
+STARTED = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Note when the run began, for its summary."""
+    session.config.stash[STARTED] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The run's wall and CPU time, and how fast the machine is, as CONTRIBUTING.md's figures give them.
+
+    The CPU time is the suite's processes' (this one, its workers and what
+    they started, all ended by now), not that of the servers they talked to.
+    """
+    if hasattr(config, "workerinput") or STARTED not in config.stash:
+        return
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    wall = time.monotonic() - config.stash[STARTED]
+    reference = reference_seconds()
+    terminalreporter.write_line(
+        f"suite: {wall:.0f} s wall, {cpu:.0f} s of CPU; this machine's reference loop:"
+        f" {reference:.2f} s of CPU (CPU / reference: {cpu / reference:.0f})"
+    )

@@ -454,8 +454,8 @@ def test_unmigrated_database_is_unready_until_migrated(
 
 @pytest.mark.parametrize(
     ("shutdown_timeout", "upstream_delay", "finished"),
-    # Past the timeout, the upstream would answer long after any slowness of
-    # this machine's: the process is done well before it would.
+    # Past the timeout, the upstream answers after 30 s: a process that waited
+    # for it would take that long, however fast or slow the machine.
     [(10.0, UPSTREAM_DELAY, True), (0.3, 30.0, False)],
     ids=["within-timeout", "past-timeout"],
 )

@@ -4,20 +4,27 @@ The suite renders hundreds of trees in one process. Two costs of a render
 repeat from one tree to the next without changing anything, and are avoided
 through copier's and Jinja's public interfaces:
 
-- Jinja compiles each template file afresh in each render (a new
-  environment each time). The template is rendered from a copy whose
+- Jinja compiles each template file, and each string copier renders with
+  ``Environment.from_string`` (each part of each path, the questions'
+  defaults), afresh in each render: a new environment each time, and
+  ``from_string`` caches nothing. The template is rendered from a copy whose
   ``copier.yml`` adds one Jinja extension (copier's ``_jinja_extensions``),
   `CompiledOnce`, which gives the environment a bytecode cache (Jinja's
-  ``Environment.bytecode_cache``) held in memory: a file's code is compiled
-  once per process and source. Jinja checks each source's checksum, and the
-  code depends on nothing else but the environment's syntax options, which
-  key the cache.
-- After writing each file, copier asks git for the destination's
-  ``core.fileMode``, a subprocess per file, when git is on ``PATH`` (copier
-  fixes the git index of a destination that is a git repository). The
-  matrix renders into fresh folders outside any repository, where that is
-  a no-op, so copier runs with a ``PATH`` without git (plumbum's
-  ``local.env``, the environment copier's commands see).
+  ``Environment.bytecode_cache``) held in memory, and a ``from_string`` that
+  does what Jinja's does (``Template.from_code`` on ``Environment.compile``'s
+  code) with the code of a string compiled once, after the extensions'
+  ``preprocess`` hooks as a compile runs them. Compiled code depends on
+  the source and the environment's options (its syntax, its extensions, its
+  finalize), which key the caches, and on which of its filters and tests
+  take the context or the environment, the same in every environment
+  copier makes; the filters, tests and globals themselves are looked up
+  when a template is loaded from the code.
+- After writing each file, copier looks for git on ``PATH`` (copier fixes
+  the git index of a destination that is a git repository): a search of
+  every folder on it, per file. The matrix renders into fresh folders
+  outside any repository, where that is a no-op, so copier runs with a
+  ``PATH`` of one empty folder (plumbum's ``local.env``, the environment
+  copier's commands see); rendering with ``--skip-tasks`` runs no command.
 
 What is written is what ``copier copy --defaults --trust --skip-tasks``
 writes, byte for byte (``tests/test_content_checks.py`` holds it).
@@ -27,16 +34,17 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.nodes
 from jinja2.bccache import Bucket, BytecodeCache
 
 from flag_matrix.space import REPO
@@ -77,7 +85,7 @@ def render(template: Path, dst: Path, data: Mapping[str, object]) -> Path:
     from plumbum import local
 
     source = _compiled_once(template.resolve())
-    with local.env(PATH=_path_without_git()):
+    with local.env(PATH=_empty_folder()):
         run_copy(str(source), dst, data=dict(data), defaults=True, unsafe=True, quiet=True, skip_tasks=True)
     # The answers name the template that was asked for, not the copy rendered.
     answers = dst / ANSWERS_FILE
@@ -105,10 +113,12 @@ def _compiled_once(template: Path) -> Path:
     return copy
 
 
-def _path_without_git() -> str:
-    """``PATH`` without the folders that hold git."""
-    folders = os.environ.get("PATH", "").split(os.pathsep)
-    return os.pathsep.join(f for f in folders if f and not os.access(os.path.join(f, "git"), os.X_OK))
+@functools.cache
+def _empty_folder() -> str:
+    """A folder with nothing in it, removed when the process exits: a ``PATH`` where no command is found."""
+    folder = tempfile.mkdtemp(prefix="empty-path-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 class InMemoryBytecodeCache(BytecodeCache):
@@ -129,31 +139,90 @@ class InMemoryBytecodeCache(BytecodeCache):
         self._code[bucket.key] = (bucket.checksum, bucket.code)
 
 
-# One cache per set of syntax options: compiled code depends on them.
+def _options(environment: jinja2.Environment) -> tuple[object, ...]:
+    """What an environment's compiled code depends on, besides the source."""
+    return (
+        type(environment),
+        environment.block_start_string,
+        environment.block_end_string,
+        environment.variable_start_string,
+        environment.variable_end_string,
+        environment.comment_start_string,
+        environment.comment_end_string,
+        environment.line_statement_prefix,
+        environment.line_comment_prefix,
+        environment.trim_blocks,
+        environment.lstrip_blocks,
+        environment.newline_sequence,
+        environment.keep_trailing_newline,
+        environment.optimized,
+        environment.autoescape if isinstance(environment.autoescape, bool) else id(environment.autoescape),
+        environment.finalize if environment.finalize is None else id(environment.finalize),
+        tuple(sorted(environment.extensions)),
+    )
+
+
+# One cache of each kind per set of options: compiled code depends on them.
 _CACHES: dict[tuple[object, ...], InMemoryBytecodeCache] = {}
+_STRINGS: dict[tuple[object, ...], dict[str, CodeType]] = {}
 
 
 class CompiledOnce(jinja2.ext.Extension):
-    """Gives the environment a bytecode cache shared by every environment with the same syntax options."""
+    """Compiles each template file and each string once per process and set of environment options.
+
+    Every environment that loads it shares, with those of the same options,
+    a bytecode cache for the files and a cache of code for ``from_string``.
+    """
 
     def __init__(self, environment: jinja2.Environment) -> None:
-        """Set ``environment.bytecode_cache``."""
+        """Give ``environment`` its bytecode cache and its ``from_string``."""
         super().__init__(environment)
-        options = (
-            type(environment),
-            environment.block_start_string,
-            environment.block_end_string,
-            environment.variable_start_string,
-            environment.variable_end_string,
-            environment.comment_start_string,
-            environment.comment_end_string,
-            environment.line_statement_prefix,
-            environment.line_comment_prefix,
-            environment.trim_blocks,
-            environment.lstrip_blocks,
-            environment.newline_sequence,
-            environment.keep_trailing_newline,
-            environment.optimized,
-            environment.autoescape if isinstance(environment.autoescape, bool) else id(environment.autoescape),
-        )
-        environment.bytecode_cache = _CACHES.setdefault(options, InMemoryBytecodeCache())
+        cache = _EnvironmentCache(environment)
+        environment.bytecode_cache = cache
+        # An attribute of this environment only, in place of Jinja's
+        # `Environment.from_string`, which does the same but compile anew.
+        environment.from_string = cache.from_string  # type: ignore[method-assign]
+
+
+class _EnvironmentCache(BytecodeCache):
+    """One environment's view of the caches of its options."""
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        self._environment = environment
+
+    @functools.cached_property
+    def _files(self) -> InMemoryBytecodeCache:
+        # Read when the first template is compiled, once every extension
+        # of the environment is loaded.
+        return _CACHES.setdefault(_options(self._environment), InMemoryBytecodeCache())
+
+    @functools.cached_property
+    def _strings(self) -> dict[str, CodeType]:
+        return _STRINGS.setdefault(_options(self._environment), {})
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        self._files.load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._files.dump_bytecode(bucket)
+
+    def from_string(
+        self,
+        source: str | jinja2.nodes.Template,
+        globals: MutableMapping[str, Any] | None = None,
+        template_class: type[jinja2.Template] | None = None,
+    ) -> jinja2.Template:
+        """What ``Environment.from_string`` does, with the code of each source string compiled once."""
+        environment = self._environment
+        if isinstance(source, str):
+            code = self._strings.get(source)
+            if code is None:
+                code = self._strings[source] = environment.compile(source)
+            else:
+                # What compiling would have done first: the extensions'
+                # preprocess hooks (copier's yield tag resets its state there).
+                environment.preprocess(source)
+        else:
+            code = environment.compile(source)
+        cls = template_class or environment.template_class
+        return cls.from_code(environment, code, environment.make_globals(globals), None)

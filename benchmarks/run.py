@@ -34,9 +34,11 @@ BENCHMARKS = {
 }
 
 
-def main() -> int:
-    """Parse the options, then run each benchmark asked for."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options; an unknown benchmark is an error."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "only", nargs="*", metavar="NAME", help=f"benchmarks to run ({', '.join(BENCHMARKS)}); all when none is named"
     )
@@ -48,11 +50,17 @@ def main() -> int:
     )
     for module in BENCHMARKS.values():
         module.add_arguments(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.template = args.template.resolve()
     unknown = sorted(set(args.only) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    return args
+
+
+def main() -> int:
+    """Parse the options, then run each benchmark asked for."""
+    args = parse()
     names = args.only or list(BENCHMARKS)
     print(f"benchmarks {', '.join(names)} of {args.template}")
     print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {common.machine()}")

@@ -13,33 +13,48 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from flag_matrix.checks import DEFAULT_POSTGRES_URL, content_checks, static_checks, test_env
 from flag_matrix.deploy import deploy_checks
 from flag_matrix.forkserver import ForkServer
 from flag_matrix.render import render, snapshot
-from flag_matrix.space import FLAGS, Combo
+from flag_matrix.space import FLAGS, REPO, Combo
 
 
-def main() -> int:
-    """Render one combination and run every check on it."""
+def parse(argv: list[str] | None = None) -> tuple[Combo, dict[str, object], Path | None]:
+    """The command line's combination, its answers (the combination's, then those given) and ``--keep``."""
     parser = argparse.ArgumentParser(
         prog="python -m flag_matrix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("combo", nargs="*", help="a combination id, or answers as NAME=VALUE")
     parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    config = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
+    questions = [name for name in config if not name.startswith("_")]
     data: dict[str, object] = {}
     combo = Combo("sqlite", frozenset(flag for flag in FLAGS if flag != "opentelemetry"))
     for item in args.combo:
         if "=" in item:
             key, value = item.split("=", 1)
+            if key not in questions:
+                parser.error(f"{key!r} is no question of copier.yml; questions: {', '.join(questions)}")
             data[key] = {"true": True, "false": False}.get(value.lower(), value)
         else:
-            combo = Combo.from_id(item)
+            try:
+                combo = Combo.from_id(item)
+            except ValueError as error:
+                parser.error(str(error))
     data = combo.data | data
     combo = Combo(str(data["database"]), frozenset(flag for flag in FLAGS if data.get(flag) is True))
+    return combo, data, args.keep
+
+
+def main() -> int:
+    """Render one combination and run every check on it."""
+    combo, data, keep = parse()
     work = Path(tempfile.mkdtemp(prefix="matrix-"))
-    tree = args.keep or work / "service"
+    tree = keep or work / "service"
     if tree.exists():
         shutil.rmtree(tree)
     render(snapshot(work / "template"), tree, data)

@@ -563,15 +563,35 @@ def _shutdown_problems(pod: Mapping[str, Any], app: Mapping[str, Any], config: M
         )
 
 
+# What the rendered CI runs: the checks the matrix runs, and the guards that
+# refuse what an update left to resolve (conflict markers, .rej files), by
+# the pre-commit hooks that a commit runs too.
+CI_COMMANDS = [
+    "uv sync --locked",
+    "ruff check",
+    "ruff format --check",
+    "mypy",
+    "pytest",
+    "deptry",
+    "yamllint --strict",
+    "hadolint --failure-threshold warning Dockerfile",
+]
+CI_GUARDS = ["conflict-markers", "rejected-hunks"]
+
+
 def _workflow_problems(tree: Path, combo: Combo) -> Iterator[str]:
     workflow = _load_yaml12(tree / ".github" / "workflows" / "ci.yml")
     if workflow.get("permissions") != {"contents": "read"}:
         yield f"ci.yml: permissions {workflow.get('permissions')}, not contents: read"
     runs = " ".join(str(step.get("run", "")) for job in workflow["jobs"].values() for step in job["steps"])
     uses = " ".join(str(step.get("uses", "")) for job in workflow["jobs"].values() for step in job["steps"])
-    for command in ["uv sync --locked", "ruff check", "ruff format --check", "mypy", "pytest", "deptry"]:
+    for command in [*CI_COMMANDS, *(f"pre-commit run --all-files {hook}" for hook in CI_GUARDS)]:
         if command not in runs:
             yield f"ci.yml: does not run `{command}`"
+    hooks = {hook["id"] for repo in _load(tree / ".pre-commit-config.yaml")["repos"] for hook in repo["hooks"]}
+    for hook in re.findall(r"pre-commit run --all-files ([\w-]+)", runs):
+        if hook not in hooks:
+            yield f"ci.yml: runs the pre-commit hook {hook!r}, which .pre-commit-config.yaml does not define"
     if "astral-sh/setup-uv" not in uses:
         yield "ci.yml: does not set up uv"
     services = [name for job in workflow["jobs"].values() for name in job.get("services", {})]

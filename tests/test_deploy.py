@@ -143,6 +143,22 @@ BREAKAGES = [
         id="workflow-permissions",
     ),
     pytest.param(
+        "client-health-v-trace-auth-metrics-pg",
+        ".github/workflows/ci.yml",
+        "      - run: uv run pre-commit run --all-files conflict-markers\n",
+        "",
+        ["does not run `pre-commit run --all-files conflict-markers`"],
+        id="workflow-no-conflict-guard",
+    ),
+    pytest.param(
+        "bare-nodb",
+        ".pre-commit-config.yaml",
+        "      - id: rejected-hunks\n",
+        "      - id: rejected-hunk\n",
+        ["runs the pre-commit hook 'rejected-hunks', which .pre-commit-config.yaml does not define"],
+        id="workflow-guard-undefined",
+    ),
+    pytest.param(
         "bare-nodb",
         "deploy/k8s/service.yaml",
         "kind: Service",

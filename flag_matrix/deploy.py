@@ -112,8 +112,8 @@ def _hadolint(tree: Path) -> Callable[[], Failure | None]:
 # deptry: a warm process that runs it in each tree in turn
 # ---------------------------------------------------------------------------
 
-# Importing deptry takes 0.3 s, running it on a tree 0.05 s: the server imports
-# it once. It runs `deptry .` in the tree, as a user does (deptry matches its
+# Importing deptry costs several times what running it on a tree does: the
+# server imports it once. It runs `deptry .` in the tree, as a user does (deptry matches its
 # default excludes, such as tests/, against paths relative to the folder it
 # runs in), and answers with the violations of its JSON report.
 _DEPTRY_SERVER = """

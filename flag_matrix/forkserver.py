@@ -1,7 +1,7 @@
 """Run pytest sessions, or mypy, in forked children of one warm interpreter.
 
-Importing FastAPI, pydantic, SQLAlchemy and friends costs about two seconds,
-more than the rendered service's own tests take. The server pays that once:
+Importing FastAPI, pydantic, SQLAlchemy and friends costs more than the
+rendered service's own tests take. The server pays that once:
 it imports them, runs one tiny pytest session of its own (so that pytest's
 plugins and what a first request imports are loaded), then forks a child for
 each request, which changes into the rendered tree and runs ``pytest`` there

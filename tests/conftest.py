@@ -54,9 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     Each combination writes a few hundred files (the tree, its SQLite
     database, its tests' temporary files); on a disk file system, creating
     them costs kernel time (ext4 allocating inodes) that a tmpfs does not.
-    The whole suite took 6% less wall time on two cores with them in
-    ``/dev/shm``. A ``TMPDIR`` or ``--basetemp`` the user gives wins, and so
-    does a worker's, which the controller has already chosen.
+    A ``TMPDIR`` or ``--basetemp`` the user gives wins, and so does a
+    worker's, which the controller has already chosen.
     """
     if config.option.basetemp is None and "TMPDIR" not in os.environ and in_memory(MEMORY):
         os.environ["TMPDIR"] = str(MEMORY)

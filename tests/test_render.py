@@ -32,20 +32,20 @@ def test_yield_paths_render_again_in_the_same_process(tmp_path: Path) -> None:
         assert (out / "beta.txt").read_text() == "beta\n"
 
 
-class CountingEnvironment(jinja2.Environment):
+class CompileCounter(jinja2.Environment):
     """An environment that counts what it compiles."""
 
-    compiled: ClassVar[list[str]] = []
+    sources: ClassVar[list[str]] = []
 
     def compile(self, source: Any, *args: Any, **kwargs: Any) -> Any:
         """Compile as Jinja does, and note the source."""
-        CountingEnvironment.compiled.append(source if isinstance(source, str) else "<nodes>")
+        CompileCounter.sources.append(source if isinstance(source, str) else "<nodes>")
         return super().compile(source, *args, **kwargs)
 
 
 def counting_environment(**options: Any) -> jinja2.Environment:
     """A new environment with the matrix's extension (or ``extensions``), as copier makes one per render."""
-    return CountingEnvironment(**({"extensions": [EXTENSION]} | options))
+    return CompileCounter(**({"extensions": [EXTENSION]} | options))
 
 
 def test_a_string_is_compiled_once_and_renders_with_each_environments_globals() -> None:
@@ -54,10 +54,10 @@ def test_a_string_is_compiled_once_and_renders_with_each_environments_globals() 
     first, second = counting_environment(), counting_environment()
     first.filters["shout"], second.filters["shout"] = str.upper, str.lower
     first.globals["version"] = "1"
-    before = CountingEnvironment.compiled.count(source)
+    before = CompileCounter.sources.count(source)
     assert first.from_string(source).render(name="Ada") == "ADA 1 / compiled once"
     assert second.from_string(source, globals={"version": "2"}).render(name="Ada") == "ada 2 / compiled once"
-    assert CountingEnvironment.compiled.count(source) == before + 1
+    assert CompileCounter.sources.count(source) == before + 1
 
 
 def test_environments_with_other_options_compile_their_own() -> None:
@@ -79,9 +79,9 @@ def test_template_files_are_compiled_once_per_source(tmp_path: Path) -> None:
     for title in ("a", "b"):
         environment = counting_environment(loader=jinja2.FileSystemLoader(tmp_path))
         loaded.append(environment.get_template("page.txt").render(title=title))
-    compiled_before_change = len(CountingEnvironment.compiled)
+    compiled_before_change = len(CompileCounter.sources)
     (tmp_path / "page.txt").write_text("{{ title }}: second")
     environment = counting_environment(loader=jinja2.FileSystemLoader(tmp_path))
     loaded.append(environment.get_template("page.txt").render(title="c"))
     assert loaded == ["a: first", "b: first", "c: second"]
-    assert len(CountingEnvironment.compiled) == compiled_before_change + 1
+    assert len(CompileCounter.sources) == compiled_before_change + 1

@@ -13,13 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from flag_matrix.checks import DEFAULT_POSTGRES_URL, content_checks, static_checks, test_env
 from flag_matrix.deploy import deploy_checks
 from flag_matrix.forkserver import ForkServer
 from flag_matrix.render import render, snapshot
-from flag_matrix.space import FLAGS, REPO, Combo
+from flag_matrix.space import FLAGS, QUESTIONS, Combo
 
 
 def parse(argv: list[str] | None = None) -> tuple[Combo, dict[str, object], Path | None]:
@@ -30,15 +28,13 @@ def parse(argv: list[str] | None = None) -> tuple[Combo, dict[str, object], Path
     parser.add_argument("combo", nargs="*", help="a combination id, or answers as NAME=VALUE")
     parser.add_argument("--keep", type=Path, help="render into this folder and keep it")
     args = parser.parse_args(argv)
-    config = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
-    questions = [name for name in config if not name.startswith("_")]
     data: dict[str, object] = {}
     combo = Combo("sqlite", frozenset(flag for flag in FLAGS if flag != "opentelemetry"))
     for item in args.combo:
         if "=" in item:
             key, value = item.split("=", 1)
-            if key not in questions:
-                parser.error(f"{key!r} is no question of copier.yml; questions: {', '.join(questions)}")
+            if key not in QUESTIONS:
+                parser.error(f"{key!r} is no question of copier.yml; questions: {', '.join(QUESTIONS)}")
             data[key] = {"true": True, "false": False}.get(value.lower(), value)
         else:
             try:

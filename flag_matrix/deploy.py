@@ -113,9 +113,10 @@ def _hadolint(tree: Path) -> Callable[[], Failure | None]:
 # ---------------------------------------------------------------------------
 
 # Importing deptry costs several times what running it on a tree does: the
-# server imports it once. It runs `deptry .` in the tree, as a user does (deptry matches its
-# default excludes, such as tests/, against paths relative to the folder it
-# runs in), and answers with the violations of its JSON report.
+# server imports it once. It runs `deptry .` in the tree, as a user does
+# (deptry matches its default excludes, such as tests/, against paths
+# relative to the folder it runs in), and answers with the violations of its
+# JSON report.
 _DEPTRY_SERVER = """
 import contextlib, json, os, sys, traceback
 from deptry.cli import cli

@@ -156,8 +156,10 @@ def _options(environment: jinja2.Environment) -> tuple[object, ...]:
         environment.newline_sequence,
         environment.keep_trailing_newline,
         environment.optimized,
-        environment.autoescape if isinstance(environment.autoescape, bool) else id(environment.autoescape),
-        environment.finalize if environment.finalize is None else id(environment.finalize),
+        # The callables themselves, not their ids: a key keeps its callable
+        # alive, so no later one can take its id.
+        environment.autoescape,
+        environment.finalize,
         tuple(sorted(environment.extensions)),
     )
 

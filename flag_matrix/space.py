@@ -44,6 +44,8 @@ class FlagSpace:
     flags: Mapping[str, str]
     databases: Mapping[str, str]
     requires: Mapping[str, str] = field(default_factory=dict)
+    # Every question of the questionnaire, flags or not, in its order.
+    questions: tuple[str, ...] = ()
 
     @classmethod
     def from_copier_yml(cls, path: Path) -> FlagSpace:
@@ -74,7 +76,7 @@ class FlagSpace:
             requires[name] = found[1]
         choices = questions[DATABASE_QUESTION]["choices"]
         databases = {str(choice): DATABASE_SHORT_NAMES.get(str(choice), str(choice)) for choice in choices}
-        return cls(flags, databases, requires)
+        return cls(flags, databases, requires, tuple(questions))
 
     def combos(self) -> list[Combo]:
         """Every combination, sorted by id: each flag on and off (a flag that needs another only with it),
@@ -137,6 +139,7 @@ class Combo:
 
 SPACE = FlagSpace.from_copier_yml(REPO / "copier.yml")
 FLAGS = SPACE.flags
+QUESTIONS = SPACE.questions
 DATABASES = SPACE.databases
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from flag_matrix.checks import DEFAULT_POSTGRES_URL, content_checks, static_checks, test_env
@@ -18,6 +19,37 @@ from flag_matrix.deploy import deploy_checks
 from flag_matrix.forkserver import ForkServer
 from flag_matrix.render import render, snapshot
 from flag_matrix.space import FLAGS, QUESTIONS, Combo
+
+BOOLS = {"true": True, "yes": True, "false": False, "no": False}
+
+
+def answer(question: str, text: str) -> object:
+    """``text`` as an answer to ``question``: of its type, one of its choices if it has them.
+
+    ``ValueError`` says what is wrong, where copier would stop with a
+    traceback (an ``int`` that is not one) or take it as something else
+    (``maybe`` as a bool).
+    """
+    spec = QUESTIONS[question]
+    kind = spec.get("type", "str")
+    value: object = text
+    if kind == "bool":
+        if text.lower() not in BOOLS:
+            msg = f"{question}={text!r}: {question} is a bool, one of {', '.join(BOOLS)}"
+            raise ValueError(msg)
+        value = BOOLS[text.lower()]
+    elif kind == "int":
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"{question}={text!r}: {question} is an int"
+            raise ValueError(msg) from None
+    choices = spec.get("choices", [])
+    choices = [str(choice) for choice in (choices.values() if isinstance(choices, Mapping) else choices)]
+    if choices and text not in choices:
+        msg = f"{question}={text!r}: {question} is one of {', '.join(choices)}"
+        raise ValueError(msg)
+    return value
 
 
 def parse(argv: list[str] | None = None) -> tuple[Combo, dict[str, object], Path | None]:
@@ -35,7 +67,10 @@ def parse(argv: list[str] | None = None) -> tuple[Combo, dict[str, object], Path
             key, value = item.split("=", 1)
             if key not in QUESTIONS:
                 parser.error(f"{key!r} is no question of copier.yml; questions: {', '.join(QUESTIONS)}")
-            data[key] = {"true": True, "false": False}.get(value.lower(), value)
+            try:
+                data[key] = answer(key, value)
+            except ValueError as error:
+                parser.error(str(error))
         else:
             try:
                 combo = Combo.from_id(item)

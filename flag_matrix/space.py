@@ -44,8 +44,9 @@ class FlagSpace:
     flags: Mapping[str, str]
     databases: Mapping[str, str]
     requires: Mapping[str, str] = field(default_factory=dict)
-    # Every question of the questionnaire, flags or not, in its order.
-    questions: tuple[str, ...] = ()
+    # Every question of the questionnaire, flags or not, in its order, with
+    # its copier.yml entry (type, choices, default...).
+    questions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_copier_yml(cls, path: Path) -> FlagSpace:
@@ -76,7 +77,7 @@ class FlagSpace:
             requires[name] = found[1]
         choices = questions[DATABASE_QUESTION]["choices"]
         databases = {str(choice): DATABASE_SHORT_NAMES.get(str(choice), str(choice)) for choice in choices}
-        return cls(flags, databases, requires, tuple(questions))
+        return cls(flags, databases, requires, questions)
 
     def combos(self) -> list[Combo]:
         """Every combination, sorted by id: each flag on and off (a flag that needs another only with it),

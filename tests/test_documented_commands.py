@@ -70,6 +70,13 @@ def test_documented_command_parses(
     [
         ("flag_matrix", ["client-helth-sqlite"], "no flag is called helth"),
         ("flag_matrix", ["bare-nodb", "databse=postgresql"], "'databse' is no question of copier.yml"),
+        ("flag_matrix", ["bare-nodb", "port=abc"], "port='abc': port is an int"),
+        ("flag_matrix", ["bare-nodb", "metrics=maybe"], "metrics='maybe': metrics is a bool"),
+        (
+            "flag_matrix",
+            ["bare-nodb", "database=mysql"],
+            "database='mysql': database is one of none, sqlite, postgresql",
+        ),
         ("benchmarks.run", ["matrx"], "unknown benchmark(s) matrx"),
     ],
 )
@@ -81,6 +88,13 @@ def test_a_mistyped_command_is_refused_with_what_is_wrong(
         PROGRAMS[program](arguments)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_answers_take_their_question_s_type() -> None:
+    """An answer given as NAME=VALUE reaches copier as the question's type: a port an int, a flag a bool."""
+    combo, data, _ = flag_matrix_main.parse(["bare-nodb", "port=9000", "metrics=yes", "python_version=3.12"])
+    assert (data["port"], data["metrics"], data["python_version"]) == (9000, True, "3.12")
+    assert combo.flags == {"metrics"}
 
 
 def test_template_option_is_a_path(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 What the template's suite (``tests/``) and its benchmarks (``benchmarks/``)
 share: the flag space read from ``copier.yml`` (`space`), rendering
 (`render`), the checks of a rendered tree (`checks`, `deploy`), the warm
-servers that run its tests and mypy (`forkserver`), and how fast the machine
-is (`machine`), so that figures from different machines compare. From the
-shell, one combination at a time::
+servers that run its tests and mypy (`forkserver`), the other Pythons its
+tests run on (`pythons`), and how fast the machine is (`machine`), so that
+figures from different machines compare. From the shell, one combination at
+a time::
 
     python -m flag_matrix client-health-v-trace-auth-metrics-sqlite
     python -m flag_matrix --keep /tmp/out database=none metrics=false

@@ -27,9 +27,12 @@ BIN = Path(sys.executable).parent
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
-def start_check(check: str, args: list[str], cwd: Path) -> Callable[[], Failure | None]:
-    """Start a check in a process of its own; the function returned waits for its verdict."""
-    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_check(
+    check: str, args: list[str], cwd: Path, env: Mapping[str, str] | None = None
+) -> Callable[[], Failure | None]:
+    """Start a check in a process of its own (with ``env``, if given, as its environment);
+    the function returned waits for its verdict."""
+    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def verdict() -> Failure | None:
         output, _ = process.communicate()

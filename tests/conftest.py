@@ -30,6 +30,7 @@ SLOW = {
     "tests/test_questionnaire.py::test_the_questionnaire_reads_whole_at_80_columns",
     "tests/test_content_checks.py::test_fast_render_matches_copier",
     "tests/test_matrix.py::test_newer_python_version",  # a cold mypy cache per version
+    "tests/test_matrix.py::test_tests_pass_on_each_python",  # an environment per version
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 
 import flag_matrix as matrix
 from flag_matrix.deploy import deploy_checks
+from flag_matrix.pythons import OTHER_VERSIONS, start_tests
 
 COMBOS = matrix.all_combos()
 ALL_FLAGS = "client-health-v-trace-otel-auth-metrics-pg"
@@ -33,7 +34,7 @@ def test_combination(
     check(combo, {}, template, fork_server, request, tmp_path)
 
 
-@pytest.mark.parametrize("version", ["3.12", "3.13"])
+@pytest.mark.parametrize("version", OTHER_VERSIONS)
 def test_newer_python_version(
     version: str,
     template: Path,
@@ -41,11 +42,28 @@ def test_newer_python_version(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    """The service with every flag, for a newer lowest Python, passes ruff and mypy for that version
-    (its target and ``python_version``) and its deployment checks; its tests run on this suite's
-    interpreter. (Each version costs each worker a cold mypy cache, so one combination only.)"""
+    """The service with every flag, for another lowest Python, passes ruff and mypy for that version
+    (its target and ``python_version``) and its deployment checks, and its tests pass on that Python.
+    (Each version costs each worker a cold mypy cache, so one combination only.)"""
     combo = matrix.Combo.from_id(ALL_FLAGS)
-    check(combo, {"python_version": version}, template, fork_server, request, tmp_path)
+    check(combo, {"python_version": version}, template, fork_server, request, tmp_path, python=version)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "none"])
+@pytest.mark.parametrize("version", OTHER_VERSIONS)
+def test_tests_pass_on_each_python(
+    version: str,
+    database: str,
+    template: Path,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """The service with every flag, for the default lowest Python, passes its tests on each other Python
+    it supports, as its CI runs them; with PostgreSQL, `test_newer_python_version` does."""
+    combo = matrix.Combo.from_id(ALL_FLAGS.removesuffix("pg") + matrix.DATABASES[database])
+    tree = matrix.render(template, tmp_path / "service", combo.data)
+    failure = start_tests(version, tree, matrix.test_env(combo, None))()
+    assert failure is None, f"{combo.id} on Python {version}:\n{failure}"
 
 
 # Each combination above renders the default upstream, one; these render none and two, for the
@@ -82,15 +100,20 @@ def check(
     fork_server: matrix.ForkServer,
     request: pytest.FixtureRequest,
     tmp_path: Path,
+    python: str | None = None,
 ) -> None:
-    """Render ``combo`` with ``answers`` and fail with every check that does not pass."""
+    """Render ``combo`` with ``answers`` and fail with every check that does not pass.
+
+    Its tests run on the suite's interpreter, or on Python ``python`` if given.
+    """
     postgres_url = request.getfixturevalue("postgres_url") if combo.database == "postgresql" else None
     tree = matrix.render(template, tmp_path / "service", combo.data | answers)
     # Every check at once, the slowest first: the rendered tests and mypy run
     # in processes of their own while this one checks the contents and the
     # deployment files. Wall time is what counts, and each phase waits (on
     # PostgreSQL, on process start-up) while another can use the core.
-    tests = fork_server.start(tree, matrix.test_env(combo, postgres_url))
+    env = matrix.test_env(combo, postgres_url)
+    tests = start_tests(python, tree, env) if python else fork_server.start(tree, env)
     static = matrix.start_static_checks(tree)
     failures = [
         *matrix.content_checks(tree),

@@ -31,6 +31,7 @@ SLOW = {
     "tests/test_content_checks.py::test_fast_render_matches_copier",
     "tests/test_matrix.py::test_newer_python_version",  # a cold mypy cache per version
     "tests/test_matrix.py::test_tests_pass_on_each_python",  # an environment per version
+    "tests/test_pythons.py::test_each_environment_is_that_python_with_the_locked_libraries",
 }
 
 

@@ -2,10 +2,11 @@
 
 The rendered CI runs the service's tests on every version from its lowest
 (the ``python_version`` answer) to the newest the template supports, so the
-suite runs them there too. The matrix itself runs on the suite's own
-interpreter; `environment` gives, for another version, an interpreter found
-on this machine with the same locked dependencies (``uv.lock``), in
-``.cache/python-<version>``, made once and shared by the workers.
+suite runs those of the service with every flag there too; the matrix runs
+on the suite's own interpreter. `environment` gives, for another version, an
+interpreter found on this machine with the same locked dependencies
+(``uv.lock``), in ``.cache/python-<version>``, made once and shared by the
+workers.
 """
 
 from __future__ import annotations

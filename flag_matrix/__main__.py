@@ -44,8 +44,8 @@ def answer(question: str, text: str) -> object:
         except ValueError:
             msg = f"{question}={text!r}: {question} is an int"
             raise ValueError(msg) from None
-    choices = spec.get("choices", [])
-    choices = [str(choice) for choice in (choices.values() if isinstance(choices, Mapping) else choices)]
+    listed = spec.get("choices", [])
+    choices = [str(choice) for choice in (listed.values() if isinstance(listed, Mapping) else listed)]
     if choices and text not in choices:
         msg = f"{question}={text!r}: {question} is one of {', '.join(choices)}"
         raise ValueError(msg)

@@ -56,7 +56,20 @@ class Failure:
 
 
 PYTEST_ARGS = ["-q", "-W", "error", "-p", "no:cacheprovider"]
+# A rendered service's environment holds anyio's pytest plugin only; this
+# one holds the template suite's too (xdist, schemathesis, hypothesis).
+ONLY_ITS_PLUGINS = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+ITS_PLUGINS = ["-p", "anyio"]
 RERUN_HEADING = "--- the failed tests again, with pytest's assertion rewriting:"
+
+
+def session_args(tree: Path) -> list[str]:
+    """pytest's arguments for a session in ``tree``, with a base temp folder of its own.
+
+    pytest's clean-up of numbered folders in a shared one races with the
+    other sessions running at once.
+    """
+    return [*PYTEST_ARGS, "--basetemp", str(tree.parent / f"{tree.name}.pytest-tmp")]
 
 
 class ForkServer:
@@ -93,10 +106,7 @@ class ForkServer:
 
     def start(self, tree: Path, env: Mapping[str, str]) -> Callable[[], Failure | None]:
         """Start the tree's own tests; the function returned waits for their verdict."""
-        # A base temp folder of its own: pytest's clean-up of numbered folders
-        # in the shared one races with the other sessions running at once.
-        args = [*PYTEST_ARGS, "--basetemp", str(tree.parent / f"{tree.name}.pytest-tmp")]
-        return self.submit(tree, args, env)
+        return self.submit(tree, session_args(tree), env)
 
     def submit(self, tree: Path, args: list[str], env: Mapping[str, str]) -> Callable[[], Failure | None]:
         """Run the server's tool with ``args`` in ``tree``; the function returned waits for the verdict.
@@ -289,15 +299,11 @@ class _FailedTests:
 
 
 def _run_pytest(args: list[str], *, rewrite: bool = False, failed: Path | None = None) -> int:
-    """Run pytest with ``args`` as the rendered service's environment would: anyio's plugin only.
-
-    This environment also holds the template suite's own plugins (xdist,
-    schemathesis, hypothesis), which a rendered service does not install.
-    """
+    """Run pytest with ``args`` as the rendered service's environment would: `ITS_PLUGINS` only."""
     import pytest
 
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    args = [*args, "-p", "anyio"]
+    os.environ.update(ONLY_ITS_PLUGINS)
+    args = [*args, *ITS_PLUGINS]
     args += ["-W", NOT_REWRITTEN] if rewrite else ["--assert=plain"]
     plugin = _FailedTests()
     code = int(pytest.main(args, plugins=[plugin]))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from flag_matrix.checks import BIN, start_check
-from flag_matrix.forkserver import PYTEST_ARGS, Failure
+from flag_matrix.forkserver import ITS_PLUGINS, ONLY_ITS_PLUGINS, Failure, session_args
 from flag_matrix.space import REPO, SPACE
 
 # The versions that copier.yml's python_version offers, the suite's own left out.
@@ -87,8 +87,5 @@ def start_tests(version: str, tree: Path, env: Mapping[str, str]) -> Callable[[]
 
     Only anyio's plugin is loaded, as in the rendered service's environment.
     """
-    python = environment(version)
-    basetemp = tree.parent / f"{tree.name}.pytest-tmp"
-    args = [str(python), "-m", "pytest", *PYTEST_ARGS, "--basetemp", str(basetemp), "-p", "anyio"]
-    environ = {**os.environ, **env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    return start_check(f"pytest on Python {version}", args, tree, environ)
+    args = [str(environment(version)), "-m", "pytest", *session_args(tree), *ITS_PLUGINS]
+    return start_check(f"pytest on Python {version}", args, tree, {**os.environ, **env, **ONLY_ITS_PLUGINS})

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 import flag_matrix as matrix
 import history
@@ -298,6 +299,18 @@ def test_lost_tag_is_repaired_by_recording_its_commit(releases: Releases, svc: P
     readme = (svc / "README.md").read_text()
     assert "Owned by the pricing team.\n" in readme
     assert readme.endswith(SUPPORT)
+
+
+def test_a_commit_of_digits_only_is_recorded_as_a_string(service: Path, tmp_path: Path) -> None:
+    """The README's command that records a commit leaves it a string in the answers file, even one of
+    digits only (a short hash such as 8643776, about one in 27), which YAML would read as a number and
+    copier then refuse."""
+    answers = tmp_path / ".copier-answers.yml"
+    shutil.copy(service / ".copier-answers.yml", answers)
+    record = commands_under(service, "History and tags")[0][0]
+    done = shell(tmp_path, record.replace("COMMIT", "8643776"))
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(answers.read_text())["_commit"] == "8643776"
 
 
 def test_recopy_keeps_the_version_and_the_users_own_files(releases: Releases, service: Path, svc: Path) -> None:

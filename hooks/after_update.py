@@ -7,8 +7,9 @@ the service's folder::
 
 It prints a few lines: the files left with conflicts and the ``.rej``
 files, the files the template changed between the two versions that the
-user has moved or deleted (with the command that brings one back), and
-whether the dependencies changed (``uv sync``). When the update renamed the
+user has moved or deleted (with the command that brings one back), the
+recorded answers that changed, and whether the dependencies changed (``uv
+sync``). When the update renamed the
 package (``--data package_name=NEW``), it first carries the user's work to
 the new names (``renames.py``).
 
@@ -22,6 +23,7 @@ only, because it runs in copier's interpreter.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -50,6 +52,8 @@ class Report:
     still_named: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     blocking: list[str] = field(default_factory=list)
+    # (question, before, after) of each recorded answer the update changed.
+    answers: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def unresolved(self) -> bool:
@@ -139,6 +143,7 @@ def gather(args: argparse.Namespace, scratch: Path) -> Report:
     after_text = Path(args.answers_file).read_text(encoding="utf-8")
     before, after = renders.answers_in(before_text), renders.answers_in(after_text)
     names = renames.renamed(before, after)
+    report.answers = changed_answers(before, after)
     if names or args.start != args.end:
         base = renders.render(args.template, args.start, before_text, args.answers_file, scratch / "last")
         if isinstance(base, str):
@@ -163,6 +168,19 @@ def gather(args: argparse.Namespace, scratch: Path) -> Report:
     report.rejected = rejected_files()
     report.dependencies = [name for name in DEPENDENCY_FILES if name in changed]
     return report
+
+
+def changed_answers(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The questions recorded before and after whose answers differ, with both answers.
+
+    Copier changes an answer on ``--data``, and also, unasked, where the new
+    version's questionnaire refuses the recorded one: it takes the default.
+    """
+    return [
+        (key, value, after[key])
+        for key, value in before.items()
+        if not key.startswith("_") and key in after and after[key] != value
+    ]
 
 
 def listing(title: str, names: list[str]) -> list[str]:
@@ -200,6 +218,11 @@ def lines_of(report: Report) -> list[str]:
         lines += listing("Changed by the template, but moved or deleted here, so not updated:", report.missed)
         lines.append("  To bring one back as the template now has it (then compare it with yours):")
         lines.append(f"    {restore_command(report.missed[0])}")
+    if report.answers:
+        lines += listing(
+            "Answers changed (by --data, or to the default where this version refuses the one recorded):",
+            [f"{key}: {json.dumps(old)} -> {json.dumps(new)}" for key, old, new in report.answers],
+        )
     if report.dependencies:
         lines.append(f"  Dependencies changed ({', '.join(report.dependencies)}): run `uv sync`.")
     lines += [f"  {problem}" for problem in report.problems + report.blocking]

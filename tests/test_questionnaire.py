@@ -69,6 +69,8 @@ BAD_ANSWERS = [
     ("upstream_services", "billing,billing", "appears twice"),
     ("upstream_services", "example-service", "is this service"),
     ("upstream_services", "items", "is the items route"),
+    # DATABASE_URL and the database's entry in /health, with a database now or after an update.
+    ("upstream_services", "database,billing", "is the database"),
 ]
 
 

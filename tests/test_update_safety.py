@@ -400,12 +400,40 @@ def test_rej_files_left_make_the_report_fail(tmp_path: Path) -> None:
     (tmp_path / ".gitignore").write_text("*.rej\n")
     commit(tmp_path, "A service")
     (tmp_path / "README.md.rej").write_text("@@ -1 +1 @@\n-old\n+new\n")
-    script = matrix.REPO / "hooks" / "after_update.py"
-    args = ["--template", str(tmp_path), "--from", "v1.0.0", "--to", "v1.0.0"]
-    done = subprocess.run(
-        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
+    done = after_update_at_the_same_version(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     report = done.stdout.splitlines()
     assert report[0] == "After the update at v1.0.0:"
     assert listed_under(report, "Changes copier could not apply, in .rej files") == ["README.md.rej"]
+
+
+def test_answers_the_update_changed_are_listed(tmp_path: Path) -> None:
+    """Each recorded answer the update changed is listed with what it was and what it is.
+
+    Copier changes one on ``--data``, and also unasked: an answer that a newer
+    version's questionnaire refuses (``upstream_services: database``, say)
+    takes its default. A question new in this version is not listed.
+    """
+    git(tmp_path, "-c", "init.defaultBranch=main", "init", "--quiet")
+    answers = tmp_path / ".copier-answers.yml"
+    answers.write_text("_commit: v1.0.0\npackage_name: example_service\nmetrics: true\nupstream_services: database\n")
+    commit(tmp_path, "A service")
+    answers.write_text(
+        "_commit: v1.0.0\nmetrics: false\nnew_question: x\npackage_name: example_service\n"
+        "upstream_services: user-service\n"
+    )
+    done = after_update_at_the_same_version(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = done.stdout.splitlines()
+    assert report[0] == "After the update at v1.0.0: no conflicts."
+    assert listed_under(report, "Answers changed") == [
+        'metrics: "true" -> "false"',
+        'upstream_services: "database" -> "user-service"',
+    ]
+
+
+def after_update_at_the_same_version(tree: Path) -> subprocess.CompletedProcess[str]:
+    """Run the after-update hook in ``tree`` as copier does after an update from v1.0.0 to v1.0.0."""
+    script = matrix.REPO / "hooks" / "after_update.py"
+    args = ["--template", str(tree), "--from", "v1.0.0", "--to", "v1.0.0"]
+    return subprocess.run([sys.executable, str(script), *args], cwd=tree, capture_output=True, text=True, check=False)

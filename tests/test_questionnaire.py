@@ -48,6 +48,9 @@ BAD_ANSWERS = [
     ("service_slug", "under_score", "only a-z, 0-9, -"),
     ("service_slug", "a" * 64, "63 characters max"),
     ("service_slug", "slug\n", "only a-z, 0-9, -"),
+    # The other services of compose.yaml, with a database now or after an update.
+    ("service_slug", "postgres", "is Compose's database"),
+    ("service_slug", "migrate", "is Compose's migration"),
     ("package_name", "Upper", "only a-z, 0-9 and _"),
     ("package_name", "9lives", "start with a-z or _"),
     ("package_name", "with-dash", "only a-z, 0-9 and _"),

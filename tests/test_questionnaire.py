@@ -60,6 +60,8 @@ BAD_ANSWERS = [
     ("package_name", "fastapi", "is a dependency"),
     ("package_name", "httpx", "is a dependency"),
     ("package_name", "tests", "names a folder"),
+    # Alembic's migrations/env.py, a module of that name to mypy, with a database now or after an update.
+    ("package_name", "env", "is migrations/env.py"),
     ("description", "two\nlines", "one printable line"),
     ("python_version", "3.10", "3.11"),
     ("port", 80, "not in 1024 to 65535"),

@@ -7,6 +7,7 @@ allowed.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from collections.abc import Callable
@@ -76,6 +77,9 @@ BAD_ANSWERS = [
     ("upstream_services", "items", "is the items route"),
     # DATABASE_URL and the database's entry in /health, with a database now or after an update.
     ("upstream_services", "database,billing", "is the database"),
+    # compose.yaml has a placeholder service for each upstream, beside these.
+    ("upstream_services", "postgres", "is Compose's own"),
+    ("upstream_services", "migrate,billing", "is Compose's own"),
 ]
 
 
@@ -119,6 +123,7 @@ EDGES = [
         "package_name": "my_service2",
         "upstream_services": "",
         "project_name": "Ünïcode Service",
+        "description": "Tom's \"best\" service's API",
     },
     {
         "port": 65535,
@@ -154,6 +159,32 @@ def test_good_answer_at_the_edge_is_accepted(
     """Values at the edge of each rule are accepted and recorded."""
     dst = render_once(**EDGES[edges])
     assert answers(dst)[question] == value
+
+
+# The steps of the rendered CI's lint job that read every file as it is rendered.
+LINTERS = ("ruff", "yamllint")
+
+
+@pytest.mark.parametrize("edges", range(len(EDGES)))
+def test_answers_at_the_edges_render_what_the_linters_pass(render_once: Callable[..., Path], edges: int) -> None:
+    """At the edge of each rule (a 63-character slug and the package named after it, quotes in the
+    description), ruff, ruff format and yamllint pass as the rendered CI runs them; the description
+    reads back from the app's source as typed."""
+    dst = render_once(**EDGES[edges])
+    workflow = yaml.safe_load((dst / ".github" / "workflows" / "ci.yml").read_text())
+    commands = [step["run"].split()[2:] for step in workflow["jobs"]["lint"]["steps"] if "run" in step]
+    linters = [command for command in commands if command[0] in LINTERS]
+    assert len(linters) == 3, commands
+    verdicts = [matrix.start_check(" ".join(c), [str(matrix.BIN / c[0]), *c[1:]], dst) for c in linters]
+    assert [str(failure) for verdict in verdicts if (failure := verdict())] == []
+    main = ast.parse(next((dst / "src").glob("*/main.py")).read_text())
+    [description] = [
+        keyword.value
+        for node in ast.walk(main)
+        for keyword in getattr(node, "keywords", [])
+        if keyword.arg == "description"
+    ]
+    assert ast.literal_eval(description) == answers(dst)["description"]
 
 
 # One render for the derived defaults and both questions left out.

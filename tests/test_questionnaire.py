@@ -128,7 +128,7 @@ EDGES = [
     {
         "port": 65535,
         "service_slug": "a" * 63,
-        "upstream_services": "billing, users",
+        "upstream_services": "billing, users-" + "u" * 57,
         "description": 'Says "hello" \\ back.',
     },
 ]
@@ -167,9 +167,9 @@ LINTERS = ("ruff", "yamllint")
 
 @pytest.mark.parametrize("edges", range(len(EDGES)))
 def test_answers_at_the_edges_render_what_the_linters_pass(render_once: Callable[..., Path], edges: int) -> None:
-    """At the edge of each rule (a 63-character slug and the package named after it, quotes in the
-    description), ruff, ruff format and yamllint pass as the rendered CI runs them; the description
-    reads back from the app's source as typed."""
+    """At the edge of each rule (a 63-character slug, the package named after it and an upstream
+    name as long, quotes in the description), ruff, ruff format and yamllint pass as the rendered
+    CI runs them; the description reads back from the app's source as typed."""
     dst = render_once(**EDGES[edges])
     workflow = yaml.safe_load((dst / ".github" / "workflows" / "ci.yml").read_text())
     commands = [step["run"].split()[2:] for step in workflow["jobs"]["lint"]["steps"] if "run" in step]

@@ -123,7 +123,9 @@ EDGES = [
         "package_name": "my_service2",
         "upstream_services": "",
         "project_name": "Ünïcode Service",
-        "description": "Tom's \"best\" service's API",
+        # Longer than a line holds: main.py has it in parts, one a line.
+        "description": "Tom's \"best\" service's API: it keeps the ledger of every invoice, reconciles"
+        " the bank feeds' payments, and tells the billing team  what is still open at the end of the day.",
     },
     {
         "port": 65535,

@@ -15,7 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ANSWER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): *(.*)$", re.MULTILINE)
+# An answer: its key, and its value with the indented lines that continue it
+# (a long string is folded over several).
+ANSWER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*): *(.*(?:\n[ \t]+\S.*)*)$", re.MULTILINE)
 # A line git or copier writes where a conflict starts or ends.
 CONFLICT_MARKER = re.compile(rb"^(<{7}|>{7})( |\r?$)", re.MULTILINE)
 
@@ -47,13 +49,27 @@ def unquoted(value: str) -> str:
     if len(value) > 1 and value[0] == value[-1] == "'":
         return value[1:-1].replace("''", "'")
     if len(value) > 1 and value[0] == value[-1] == '"':
-        return str(json.loads(value))
+        try:
+            return str(json.loads(value))
+        except ValueError:  # an escape of YAML's that JSON has not (\x, \N, \_, ...)
+            return value[1:-1]
     return value
 
 
+def unfolded(value: str) -> str:
+    """A YAML scalar written over several lines, on one: each line break is a space, but
+    where a double-quoted string escapes it (a line that ends in a backslash)."""
+    lines = [line.strip() for line in value.split("\n")]
+    joined = lines[0]
+    for line in lines[1:]:
+        escaped = value.lstrip().startswith('"') and (len(joined) - len(joined.rstrip("\\"))) % 2 == 1
+        joined = joined[:-1] + line if escaped else f"{joined} {line}"
+    return joined
+
+
 def answers_in(text: str) -> dict[str, str]:
-    """The one-line answers of an answers file, unquoted (enough for names and versions)."""
-    return {key: unquoted(value) for key, value in ANSWER.findall(text)}
+    """The answers of an answers file whose values are strings, numbers or booleans, unquoted."""
+    return {key: unquoted(unfolded(value)) for key, value in ANSWER.findall(text)}
 
 
 def render(template: str, ref: str, answers: str, answers_file: str, into: Path) -> Path | str:

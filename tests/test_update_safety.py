@@ -10,6 +10,7 @@ with this suite's copier for ``uvx copier``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -412,21 +413,36 @@ def test_answers_the_update_changed_are_listed(tmp_path: Path) -> None:
 
     Copier changes one on ``--data``, and also unasked: an answer that a newer
     version's questionnaire refuses (``upstream_services: database``, say)
-    takes its default. A question new in this version is not listed.
+    takes its default. A question new in this version is not listed. A long
+    answer, which copier folds over several lines, is read whole.
     """
     git(tmp_path, "-c", "init.defaultBranch=main", "init", "--quiet")
     answers = tmp_path / ".copier-answers.yml"
-    answers.write_text("_commit: v1.0.0\npackage_name: example_service\nmetrics: true\nupstream_services: database\n")
+    described = 'Tom\'s "best" service: it keeps the ledger of every invoice and reconciles the bank feeds'
+    before = {
+        "_commit": "v1.0.0",
+        "description": f"{described}'  payments.",
+        "metrics": True,
+        "package_name": "example_service",
+        "upstream_services": "database",
+    }
+    after = before | {
+        "description": f"{described}' payments, daily.",
+        "metrics": False,
+        "new_question": "x",
+        "upstream_services": "user-service",
+    }
+    # As copier writes its answers file.
+    answers.write_text(yaml.safe_dump(before, allow_unicode=True))
+    assert len(answers.read_text().splitlines()) > len(before), "the description is not folded"
     commit(tmp_path, "A service")
-    answers.write_text(
-        "_commit: v1.0.0\nmetrics: false\nnew_question: x\npackage_name: example_service\n"
-        "upstream_services: user-service\n"
-    )
+    answers.write_text(yaml.safe_dump(after, allow_unicode=True))
     done = after_update_at_the_same_version(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     report = done.stdout.splitlines()
     assert report[0] == "After the update at v1.0.0: no conflicts."
     assert listed_under(report, "Answers changed") == [
+        f"description: {json.dumps(before['description'])} -> {json.dumps(after['description'])}",
         'metrics: "true" -> "false"',
         'upstream_services: "database" -> "user-service"',
     ]

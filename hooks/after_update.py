@@ -8,10 +8,10 @@ the service's folder::
 It prints a few lines: the files left with conflicts and the ``.rej``
 files, the files the template changed between the two versions that the
 user has moved or deleted (with the command that brings one back), the
-recorded answers that changed, and whether the dependencies changed (``uv
-sync``). When the update renamed the
-package (``--data package_name=NEW``), it first carries the user's work to
-the new names (``renames.py``).
+recorded answers that changed, and whether the dependencies changed
+(``uv sync``). When the update renamed the package
+(``--data package_name=NEW``), it first carries the user's work to the new
+names (``renames.py``).
 
 Exit status 1 when conflicts or ``.rej`` files are left (or a renamed
 module that could not be merged), so that ``copier update`` exits 1 too and
@@ -183,6 +183,11 @@ def changed_answers(before: dict[str, str], after: dict[str, str]) -> list[tuple
     ]
 
 
+def quoted_answer(answer: str) -> str:
+    """An answer in quotes, as typed (an empty one shows as ``""``)."""
+    return json.dumps(answer, ensure_ascii=False)
+
+
 def listing(title: str, names: list[str]) -> list[str]:
     """``title`` and one indented line per name."""
     return [f"  {title}", *(f"    {name}" for name in names)]
@@ -221,7 +226,7 @@ def lines_of(report: Report) -> list[str]:
     if report.answers:
         lines += listing(
             "Answers changed (by --data, or to the default where this version refuses the one recorded):",
-            [f"{key}: {json.dumps(old)} -> {json.dumps(new)}" for key, old, new in report.answers],
+            [f"{key}: {quoted_answer(old)} -> {quoted_answer(new)}" for key, old, new in report.answers],
         )
     if report.dependencies:
         lines.append(f"  Dependencies changed ({', '.join(report.dependencies)}): run `uv sync`.")

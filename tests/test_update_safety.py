@@ -418,7 +418,7 @@ def test_answers_the_update_changed_are_listed(tmp_path: Path) -> None:
     """
     git(tmp_path, "-c", "init.defaultBranch=main", "init", "--quiet")
     answers = tmp_path / ".copier-answers.yml"
-    described = 'Tom\'s "best" service: it keeps the ledger of every invoice and reconciles the bank feeds'
+    described = 'Tom\'s "best" sérvice: it keeps the ledger of every invoice and reconciles the bank feeds'
     before = {
         "_commit": "v1.0.0",
         "description": f"{described}'  payments.",
@@ -441,8 +441,9 @@ def test_answers_the_update_changed_are_listed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     report = done.stdout.splitlines()
     assert report[0] == "After the update at v1.0.0: no conflicts."
+    was, now = (json.dumps(recorded["description"], ensure_ascii=False) for recorded in (before, after))
     assert listed_under(report, "Answers changed") == [
-        f"description: {json.dumps(before['description'])} -> {json.dumps(after['description'])}",
+        f"description: {was} -> {now}",
         'metrics: "true" -> "false"',
         'upstream_services: "database" -> "user-service"',
     ]

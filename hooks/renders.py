@@ -60,9 +60,10 @@ def unfolded(value: str) -> str:
     """A YAML scalar written over several lines, on one: each line break is a space, but
     where a double-quoted string escapes it (a line that ends in a backslash)."""
     lines = [line.strip() for line in value.split("\n")]
+    double_quoted = lines[0].startswith('"')
     joined = lines[0]
     for line in lines[1:]:
-        escaped = value.lstrip().startswith('"') and (len(joined) - len(joined.rstrip("\\"))) % 2 == 1
+        escaped = double_quoted and (len(joined) - len(joined.rstrip("\\"))) % 2 == 1
         joined = joined[:-1] + line if escaped else f"{joined} {line}"
     return joined
 
